@@ -144,7 +144,7 @@ def test_score_empty_hypothesis_all_deletions():
 
 
 def test_score_missing_hypothesis_counted():
-    # a: 你好 correct (C=2); b: 再见 has no hypothesis (D=2); N=4, so CER = 2/4 = 50 %.
+    # a: 你好 is correct (C=2) and b: 再见 has no hypothesis (D=2). N=4, so CER = 2/4 = 50 %.
     result = score({"a": "你好", "b": "再见"}, {"a": "你好", "x": "多余"})
     assert result.deletions == 2
     assert result.correct == 2
@@ -167,7 +167,7 @@ def test_score_missing_ids_logged(caplog):
 
 
 def test_score_empty_reference_insertions():
-    # b has no reference tokens, so its hypothesis 啊 is I=1; N=2 from a, CER = 1/2 = 50 %.
+    # b has no reference tokens, so its hypothesis 啊 is I=1. N=2 from a, so CER = 1/2 = 50 %.
     result = score({"a": "你好", "b": ""}, {"a": "你好", "b": "啊"})
     assert result.insertions == 1
     assert result.ref_length == 2

@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=SCORING_MODES,
         default="char",
         help=(
-            "char: CER, one token per CJK character and per Latin letter/digit run; "
-            "word: WER, whitespace-separated words (default: char)"
+            "char gives CER with one token per CJK character and per Latin letter/digit run, "
+            "word gives WER over whitespace-separated words (default: char)"
         ),
     )
     parser.add_argument(
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the scorer; return 0 on success and 1 when an input file is missing or invalid."""
+    """Score the files and print the summary. Return 0, or 1 when an input file is invalid."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 

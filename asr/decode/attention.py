@@ -53,9 +53,9 @@ def attention_beam_search(
         enc_out: (B, T', D) encoder output.
         enc_lens: (B,) valid encoder frames per utterance.
         beam_size: hypotheses kept per utterance.
-        max_len: maximum tokens per hypothesis, eos excluded; None uses each utterance's
+        max_len: maximum tokens per hypothesis, eos excluded. None uses each utterance's
             encoder length, because a CTC-trained encoder emits at most one token per frame.
-        length_penalty: score added per emitted token; positive values favor longer outputs.
+        length_penalty: score added per emitted token. Positive values favor longer outputs.
 
     Returns:
         B token id lists without sos and eos.
@@ -73,7 +73,7 @@ def attention_beam_search(
     if batch_size == 0:
         return []
 
-    # Row r holds beam r % beam_size of utterance r // beam_size.
+    # Row r is beam r % beam_size of utterance r // beam_size.
     enc_out_rows = enc_out.repeat_interleave(beam_size, dim=0)
     enc_lens_rows = enc_lens.to(device).repeat_interleave(beam_size)
     if max_len is None:
@@ -95,7 +95,7 @@ def attention_beam_search(
         step_scores = log_probs[:, -1].float() + length_penalty
         vocab_size = step_scores.size(1)
 
-        # A row that already holds its maximum number of tokens may only emit eos.
+        # A row that already contains its maximum number of tokens may only emit eos.
         eos_only = torch.full_like(step_scores, float("-inf"))
         eos_only[:, eos_id] = step_scores[:, eos_id]
         over_limit = (row_limits < step).unsqueeze(1)
@@ -153,8 +153,8 @@ def score_hypotheses(
     _check_encoder_output(enc_out, enc_lens)
     if len(hyps) != len(utterance_index):
         raise ValueError(
-            f"Got {len(hyps)} hypotheses but {len(utterance_index)} utterance indices; "
-            "pass one index per hypothesis."
+            f"Got {len(hyps)} hypotheses but {len(utterance_index)} utterance indices. "
+            "Pass one index per hypothesis."
         )
 
     device = enc_out.device
@@ -205,13 +205,13 @@ def attention_rescoring(
         ctc_weight: weight of the CTC score.
 
     Returns:
-        B token id lists; an utterance with an empty n-best list gets [].
+        B token id lists. An utterance with an empty n-best list gets [].
     """
     _check_encoder_output(enc_out, enc_lens)
     if len(nbest) != enc_out.size(0):
         raise ValueError(
-            f"Got n-best lists for {len(nbest)} utterances but enc_out has {enc_out.size(0)}; "
-            "pass one n-best list per utterance."
+            f"Got n-best lists for {len(nbest)} utterances but enc_out has {enc_out.size(0)}. "
+            "Pass one n-best list per utterance."
         )
 
     hyps: list[tuple[int, ...]] = []

@@ -15,8 +15,8 @@ NBest = list[tuple[tuple[int, ...], float]]
 def _check_batch(log_probs: torch.Tensor, lens: torch.Tensor) -> None:
     if log_probs.dim() != 3:
         raise ValueError(
-            f"CTC log-probs must have shape (B, T, V), got {tuple(log_probs.shape)}; "
-            "add a batch dimension for a single utterance."
+            f"CTC log-probs must have shape (B, T, V), got {tuple(log_probs.shape)}. "
+            "Add a batch dimension for a single utterance."
         )
     batch_size, num_frames, _ = log_probs.shape
     if lens.shape != (batch_size,):
@@ -26,8 +26,8 @@ def _check_batch(log_probs: torch.Tensor, lens: torch.Tensor) -> None:
         )
     if batch_size > 0 and int(lens.max()) > num_frames:
         raise ValueError(
-            f"lens contains {int(lens.max())} frames but log-probs only have {num_frames}; "
-            "pass the encoder output lengths, not the feature lengths."
+            f"lens contains {int(lens.max())} frames but log-probs only have {num_frames}. "
+            "Pass the encoder output lengths, not the feature lengths."
         )
 
 
@@ -38,7 +38,7 @@ def ctc_greedy_search(
 
     Args:
         log_probs: (B, T, V) CTC log-probs.
-        lens: (B,) number of valid frames per utterance; frames at or after it are ignored.
+        lens: (B,) number of valid frames per utterance. Later frames are padding and ignored.
         blank_id: CTC blank token id.
 
     Returns:
@@ -62,7 +62,7 @@ def ctc_greedy_search(
 
 
 def _log_add(a: float, b: float) -> float:
-    """Return log(exp(a) + exp(b)) without overflow; -inf is the log of zero."""
+    """Return log(exp(a) + exp(b)) without overflow, with -inf as the log of zero."""
     if a == -math.inf:
         return b
     if b == -math.inf:
@@ -71,38 +71,22 @@ def _log_add(a: float, b: float) -> float:
     return high + math.log1p(math.exp(-abs(a - b)))
 
 
-def ctc_prefix_beam_search(
-    log_probs: torch.Tensor, beam_size: int, blank_id: int = BLANK_ID
-) -> NBest:
-    """Find the n-best label sequences of one utterance with CTC prefix beam search.
-
-    Each prefix keeps two log scores, one for the alignments that end in blank and one for
-    those that end in its last label, so that a repeated label is merged or extended
-    correctly. Each frame first keeps only its `beam_size` best tokens, then every prefix is
-    extended by them, and the `beam_size` prefixes with the highest total score survive.
-
-    Args:
-        log_probs: (T, V) CTC log-probs of the valid frames of one utterance.
-        beam_size: number of prefixes kept per frame, and of tokens tried per frame.
-        blank_id: CTC blank token id.
-
-    Returns:
-        Up to `beam_size` pairs (label sequence, log probability summed over its alignments),
-        best first. With T = 0 it is [((), 0.0)].
-    """
-    if log_probs.dim() != 2:
-        raise ValueError(
-            f"ctc_prefix_beam_search expects log-probs of shape (T, V) for one utterance, "
-            f"got {tuple(log_probs.shape)}; use ctc_prefix_beam_search_batch for a batch."
-        )
+def _check_beam_size(beam_size: int) -> None:
     if beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, got {beam_size}.")
 
-    num_tokens = min(beam_size, log_probs.size(1))
-    top_scores, top_tokens = log_probs.float().topk(num_tokens, dim=-1)
-    top_scores = top_scores.cpu().tolist()
-    top_tokens = top_tokens.cpu().tolist()
 
+def _search_pruned_frames(
+    top_scores: list[list[float]], top_tokens: list[list[int]], beam_size: int, blank_id: int
+) -> NBest:
+    """Run prefix beam search over frames already pruned to their best tokens.
+
+    Args:
+        top_scores: T lists of the kept tokens' log-probs.
+        top_tokens: T lists of the kept token ids.
+        beam_size: number of prefixes kept per frame.
+        blank_id: CTC blank token id.
+    """
     # prefix -> (log score ending in blank, log score ending in the prefix's last label)
     beam: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -math.inf)}
     for frame_scores, frame_tokens in zip(top_scores, top_tokens):
@@ -128,15 +112,56 @@ def ctc_prefix_beam_search(
                     extended[1] = _log_add(extended[1], total + token_score)
 
         ranked = sorted(next_beam.items(), key=lambda item: _log_add(*item[1]), reverse=True)
+        # A repeated label after a prefix with no blank-ending alignment creates a prefix of
+        # probability zero, which must not take a beam slot.
+        possible = [item for item in ranked if _log_add(*item[1]) > -math.inf]
+        if possible:
+            ranked = possible
         beam = {prefix: (scores[0], scores[1]) for prefix, scores in ranked[:beam_size]}
 
     return [(prefix, _log_add(*scores)) for prefix, scores in beam.items()]
+
+
+def ctc_prefix_beam_search(
+    log_probs: torch.Tensor, beam_size: int, blank_id: int = BLANK_ID
+) -> NBest:
+    """Find the n-best label sequences of one utterance with CTC prefix beam search.
+
+    Each prefix keeps two log scores, one for the alignments that end in blank and one for
+    those that end in its last label, so that a repeated label is merged or extended
+    correctly. Each frame first keeps only its `beam_size` best tokens, then every prefix is
+    extended by them, and the `beam_size` prefixes with the highest total score survive.
+
+    Args:
+        log_probs: (T, V) CTC log-probs of the valid frames of one utterance.
+        beam_size: number of prefixes kept per frame, and of tokens tried per frame.
+        blank_id: CTC blank token id.
+
+    Returns:
+        Up to `beam_size` pairs (label sequence, log probability summed over its alignments),
+        best first. With T = 0 it is [((), 0.0)].
+    """
+    if log_probs.dim() != 2:
+        raise ValueError(
+            f"ctc_prefix_beam_search expects log-probs of shape (T, V) for one utterance, "
+            f"got {tuple(log_probs.shape)}. Use ctc_prefix_beam_search_batch for a batch."
+        )
+    _check_beam_size(beam_size)
+
+    num_tokens = min(beam_size, log_probs.size(1))
+    top_scores, top_tokens = log_probs.detach().topk(num_tokens, dim=-1)
+    return _search_pruned_frames(
+        top_scores.double().cpu().tolist(), top_tokens.cpu().tolist(), beam_size, blank_id
+    )
 
 
 def ctc_prefix_beam_search_batch(
     log_probs: torch.Tensor, lens: torch.Tensor, beam_size: int, blank_id: int = BLANK_ID
 ) -> list[NBest]:
     """Run CTC prefix beam search on each utterance of a padded batch.
+
+    The per-frame top-k runs on the tensor's device for the whole batch, so only
+    (B, T, beam_size) values move to the CPU, where the search itself runs.
 
     Args:
         log_probs: (B, T, V) CTC log-probs.
@@ -145,12 +170,17 @@ def ctc_prefix_beam_search_batch(
         blank_id: CTC blank token id.
 
     Returns:
-        B n-best lists, each best first.
+        B n-best lists, each best first, equal to `ctc_prefix_beam_search` per utterance.
     """
     _check_batch(log_probs, lens)
+    _check_beam_size(beam_size)
 
-    log_probs = log_probs.detach().float().cpu()
+    num_tokens = min(beam_size, log_probs.size(2))
+    top_scores, top_tokens = log_probs.detach().topk(num_tokens, dim=-1)
+    top_scores = top_scores.double().cpu().tolist()
+    top_tokens = top_tokens.cpu().tolist()
+
     return [
-        ctc_prefix_beam_search(log_probs[b, : int(length)], beam_size, blank_id)
+        _search_pruned_frames(top_scores[b][:length], top_tokens[b][:length], beam_size, blank_id)
         for b, length in enumerate(lens.tolist())
     ]

@@ -49,9 +49,9 @@ class DecodingOptions:
     Attributes:
         mode: one of `DECODING_MODES`.
         beam_size: beam of the prefix beam search (also the n-best size for rescoring) and
-            of the attention beam search; greedy search ignores it.
+            of the attention beam search. Greedy search ignores it.
         ctc_weight: weight of the CTC score in attention rescoring.
-        max_len: maximum output tokens of the attention beam search; None uses the encoder
+        max_len: maximum output tokens of the attention beam search. None uses the encoder
             length of each utterance.
         length_penalty: score added per token in the attention beam search.
     """
@@ -70,7 +70,7 @@ def validate_decoding_options(options: DecodingOptions) -> None:
     """Raise ValueError naming the first setting of `options` that is invalid."""
     if options.mode not in DECODING_MODES:
         raise ValueError(
-            f"Invalid decoding mode {options.mode!r}; choose one of {', '.join(DECODING_MODES)}."
+            f"Invalid decoding mode {options.mode!r}. Choose one of {', '.join(DECODING_MODES)}."
         )
     if not isinstance(options.beam_size, int) or options.beam_size < 1:
         raise ValueError(f"beam_size must be an integer of at least 1, got {options.beam_size!r}.")

@@ -101,7 +101,7 @@ def tokenize_for_scoring(text: str, mode: ScoringMode = "char") -> list[str]:
     """Normalize ``text`` and split it into scoring tokens.
 
     Args:
-        text: reference or hypothesis text of one utterance; may be empty.
+        text: reference or hypothesis text of one utterance, possibly empty.
         mode: ``"char"`` for CER tokens (one per CJK character, one per Latin letter/digit run)
             or ``"word"`` for WER tokens (whitespace split).
 
@@ -120,7 +120,7 @@ def tokenize_for_scoring(text: str, mode: ScoringMode = "char") -> list[str]:
         return chunks
 
     # NOTE: Lo also covers caseless alphabets such as Arabic, Hebrew and Thai, whose letters
-    # become one token each here, exactly as in WeNet's scorer. Use word mode for them.
+    # become one token each here, as in WeNet's scorer. Use word mode for them.
     tokens: list[str] = []
     for chunk in chunks:
         tokens.extend(_split_characters(chunk))

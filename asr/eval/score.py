@@ -32,7 +32,7 @@ _TEXT_LINE = re.compile(r"(\S+)(?:\s+(.*))?")
 
 
 def _error_rate(errors: int, ref_length: int) -> float:
-    """Return ``100 * errors / ref_length``; 0.0 when both are 0, ``inf`` when only N is 0."""
+    """Return ``100 * errors / ref_length``, or 0.0 when both are 0 and ``inf`` when only N is."""
     if ref_length > 0:
         return 100.0 * errors / ref_length
     return 0.0 if errors == 0 else math.inf
@@ -47,8 +47,8 @@ def _display_width(token: str) -> int:
 class UtteranceAlignment:
     """Token-level alignment of one utterance.
 
-    ``ref``, ``hyp`` and ``ops`` have equal length. Slot ``i`` has op ``C``, ``S``, ``D`` or
-    ``I``; the hypothesis slot of a deletion and the reference slot of an insertion are ``""``.
+    ``ref``, ``hyp`` and ``ops`` have equal length, and slot ``i`` has op ``C``, ``S``, ``D`` or
+    ``I``. The hypothesis slot of a deletion and the reference slot of an insertion are ``""``.
     """
 
     utt_id: str
@@ -105,6 +105,7 @@ class ScoreResult:
 
     ``ref_length`` (N) counts reference tokens, so ``error_rate`` is
     ``100 * (substitutions + deletions + insertions) / ref_length`` in percent.
+    ``num_utterances`` counts every reference, including those without hypothesis.
     """
 
     error_rate: float
@@ -167,10 +168,10 @@ def align_tokens(utt_id: str, ref: list[str], hyp: list[str]) -> UtteranceAlignm
 
 def _log_ids(message: str, ids: list[str]) -> None:
     """Log a warning with the number of ``ids`` and the first few of them."""
-    shown = " ".join(ids[:_MAX_LOGGED_IDS])
+    shown_ids = " ".join(ids[:_MAX_LOGGED_IDS])
     if len(ids) > _MAX_LOGGED_IDS:
-        shown += " ..."
-    logger.warning("%s: %d, ids: %s", message, len(ids), shown)
+        shown_ids += " ..."
+    logger.warning("%s: %d, ids: %s", message, len(ids), shown_ids)
 
 
 def score(refs: dict[str, str], hyps: dict[str, str], mode: ScoringMode = "char") -> ScoreResult:
@@ -229,7 +230,7 @@ def read_text_file(path: str | Path) -> dict[str, str]:
     """Read a Kaldi-style text file of ``utt_id text`` lines into an ordered dict.
 
     The id is the first whitespace-free field and the text is the rest of the line with
-    surrounding whitespace stripped; the text may be empty. Raises ``ValueError`` naming the
+    surrounding whitespace stripped, possibly empty. Raises ``ValueError`` naming the
     file and line number for an empty line, a line that starts with whitespace (no id), a
     duplicate id or bytes that are not UTF-8.
     """
@@ -244,8 +245,8 @@ def read_text_file(path: str | Path) -> dict[str, str]:
                 line = raw_line.decode(encoding).rstrip("\r\n")
             except UnicodeDecodeError as error:
                 raise ValueError(
-                    f"{path}:{line_number}: invalid UTF-8 ({error.reason}); "
-                    "re-encode the file as UTF-8."
+                    f"{path}:{line_number}: invalid UTF-8 ({error.reason}). "
+                    "Re-encode the file as UTF-8."
                 ) from error
 
             match = _TEXT_LINE.fullmatch(line)
@@ -258,8 +259,8 @@ def read_text_file(path: str | Path) -> dict[str, str]:
             utt_id, text = match.group(1), (match.group(2) or "").strip()
             if utt_id in texts:
                 raise ValueError(
-                    f"{path}:{line_number}: duplicate utterance id {utt_id!r}; "
-                    "each id may appear once per file."
+                    f"{path}:{line_number}: duplicate utterance id {utt_id!r}. "
+                    "Each id must appear once per file, so remove or rename the duplicate."
                 )
             texts[utt_id] = text
 
