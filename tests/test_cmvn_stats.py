@@ -12,6 +12,7 @@ import torch
 from lhotse import CutSet, Recording
 
 from asr.features.cmvn_stats import (
+    CmvnAccumulator,
     compute_global_cmvn,
     compute_global_cmvn_from_cuts,
     load_cmvn,
@@ -32,9 +33,9 @@ def test_global_cmvn_matches_numpy():
     utterances = random_utterances()
     frames = np.concatenate(utterances).astype(np.float64)
 
-    mean, istd, num_frames = compute_global_cmvn(torch.from_numpy(u) for u in utterances)
+    mean, istd = compute_global_cmvn(torch.from_numpy(u) for u in utterances)
 
-    assert num_frames == 364
+    assert mean.dtype == torch.float32
     assert np.allclose(mean.numpy(), frames.mean(axis=0), rtol=0, atol=1e-5)
     assert np.allclose(istd.numpy(), 1 / frames.std(axis=0), rtol=1e-5, atol=0)
 
@@ -42,11 +43,25 @@ def test_global_cmvn_matches_numpy():
 def test_global_cmvn_hand_computed():
     feats = np.array([[1.0, 5.0], [3.0, 5.0]])
 
-    mean, istd, _ = compute_global_cmvn([feats], var_floor=0.25)
+    mean, istd = compute_global_cmvn([feats], var_floor=0.25)
 
     assert mean.tolist() == [2.0, 5.0]
-    # Dimension 0 has variance 1; dimension 1 is constant, so the floor 0.25 gives istd 2.
+    # Dimension 0 has variance 1. Dimension 1 is constant, so the floor 0.25 gives istd 2.
     assert istd.tolist() == [1.0, 2.0]
+
+
+def test_cmvn_accumulator_merge():
+    utterances = random_utterances(seed=2)
+    whole, first, second = CmvnAccumulator(), CmvnAccumulator(), CmvnAccumulator()
+    for index, feats in enumerate(utterances):
+        whole.add(feats)
+        (first if index % 2 else second).add(feats)
+
+    first.merge(second)
+
+    assert first.frames == whole.frames
+    assert np.allclose(first.sum, whole.sum, rtol=1e-12, atol=0)
+    assert np.allclose(first.sum_squares, whole.sum_squares, rtol=1e-12, atol=0)
 
 
 def test_global_cmvn_empty_raises():
@@ -60,15 +75,14 @@ def test_global_cmvn_dimension_mismatch_raises():
 
 
 def test_cmvn_save_load_round_trip(tmp_path):
-    stats = compute_global_cmvn(random_utterances(seed=1))
+    mean, istd = compute_global_cmvn(random_utterances(seed=1))
     path = tmp_path / "global_cmvn"
 
-    save_cmvn(path, *stats)
-    loaded = load_cmvn(path)
+    save_cmvn(path, mean, istd, frames=364)
+    loaded_mean, loaded_istd = load_cmvn(path)
 
-    assert loaded.frames == stats.frames
-    assert torch.allclose(loaded.mean, stats.mean, rtol=1e-6, atol=0)
-    assert torch.allclose(loaded.istd, stats.istd, rtol=1e-6, atol=0)
+    assert torch.allclose(loaded_mean, mean, rtol=1e-6, atol=0)
+    assert torch.allclose(loaded_istd, istd, rtol=1e-6, atol=0)
 
 
 def test_cmvn_file_is_wenet_layout(tmp_path):
@@ -104,9 +118,11 @@ def test_cmvn_from_cuts_skips_unreadable(tmp_path, caplog):
 
     with caplog.at_level(logging.WARNING):
         mean, istd, frames = compute_global_cmvn_from_cuts(cuts, extractor)
-    expected = compute_global_cmvn([extractor.extract(cuts[0].load_audio(), 16000)])
+    expected_mean, expected_istd = compute_global_cmvn(
+        [extractor.extract(cuts[0].load_audio(), 16000)]
+    )
 
     assert frames == 100
-    assert torch.allclose(mean, expected.mean)
-    assert torch.allclose(istd, expected.istd)
+    assert torch.allclose(mean, expected_mean)
+    assert torch.allclose(istd, expected_istd)
     assert "Skipped 1 of 2 cuts" in caplog.text

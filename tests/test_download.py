@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from asr.bin.prepare import main as prepare_main
 from asr.data import download as download_module
 from asr.data.download import ChecksumError, DownloadError, download_aishell, download_file
 
@@ -70,8 +71,9 @@ class _FileServer:
 
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch):
-    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
+    for scheme in ("http", "https", "all"):
+        monkeypatch.delenv(f"{scheme}_proxy", raising=False)
+        monkeypatch.delenv(f"{scheme.upper()}_PROXY", raising=False)
 
 
 def _md5(data: bytes) -> str:
@@ -224,3 +226,16 @@ def test_download_part_name(tmp_path: Path):
         download_file(f"{server.url}/a.tgz", dest)
 
     assert server.requests == [("/a.tgz", "bytes=10-")]
+
+
+def test_cli_download(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(download_module.AISHELL_ARCHIVES, "data_aishell.tgz", _md5(b"d"))
+    monkeypatch.setitem(download_module.AISHELL_ARCHIVES, "resource_aishell.tgz", _md5(b"r"))
+
+    files = {"/data_aishell.tgz": b"d", "/resource_aishell.tgz": b"r"}
+    with _FileServer(files) as server:
+        status = prepare_main(["download", "--target-dir", str(tmp_path), "--base-url", server.url])
+
+    assert status == 0
+    assert str(tmp_path / "data_aishell.tgz") in capsys.readouterr().out
+    assert (tmp_path / "resource_aishell.tgz").read_bytes() == b"r"

@@ -82,7 +82,9 @@ def test_extract_skip_keeps_safe(tmp_path, name, kind, linkname, reason):
     assert reason in result.skipped[0].reason
     assert (target / "good" / "b.txt").read_bytes() == b"b"
     assert _tree(target) == {"good", "good/a.txt", "good/b.txt"}
-    assert _tree(tmp_path / "out") == {"target", "target/good", "target/good/a.txt", "target/good/b.txt"}
+    assert _tree(tmp_path / "out") == {
+        "target", "target/good", "target/good/a.txt", "target/good/b.txt"
+    }
     assert not Path("/tmp/abs_evil").exists()
 
 

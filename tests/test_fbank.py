@@ -234,3 +234,16 @@ def test_extractor_dict_round_trip():
     assert isinstance(restored, KaldiNativeCompatibleFbank)
     assert restored.config == extractor.config
     assert restored.config.dither == 0.1
+
+
+def test_extractor_extract_batch_padded():
+    extractor = KaldiNativeCompatibleFbank()
+    waveforms = [speech_like(3200, seed=9), speech_like(1600, seed=10)]
+    padded = torch.zeros(2, 3200)
+    padded[0] = torch.from_numpy(waveforms[0])
+    padded[1, :1600] = torch.from_numpy(waveforms[1])
+
+    feats = extractor.extract_batch(padded, 16000, lengths=torch.tensor([3200, 1600]))
+
+    assert feats.shape == (2, 20, 80)
+    assert torch.allclose(feats[1, :10], compute_fbank(torch.from_numpy(waveforms[1])), atol=1e-5)

@@ -34,7 +34,8 @@ def format_table(rows: Sequence[tuple[str, dict[str, int]]]) -> str:
 
     for name, counts in rows:
         total = sum(counts.values())
-        cells = [name, *(_millions(counts[key]) for key, _ in COLUMNS), _millions(total), f"{total:,}"]
+        groups = [_millions(counts[key]) for key, _ in COLUMNS]
+        cells = [name, *groups, _millions(total), f"{total:,}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -53,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--vocab-size",
         type=int,
         default=4233,
-        help="vocabulary size including <blank>, <unk>, <sos/eos> (default: 4233, AISHELL-1 characters)",
+        help="vocabulary size including <blank>, <unk> and <sos/eos> "
+        "(default: 4233, the AISHELL-1 character vocabulary)",
     )
     parser.add_argument("--all", action="store_true", help=f"every config in {MODEL_CONF_DIR}")
     args = parser.parse_args(argv)

@@ -72,4 +72,5 @@ class IssueReport:
         """Write `to_dict()` to `path` as UTF-8 JSON, creating the parent directory."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        text = json.dumps(self.to_dict(), ensure_ascii=False, indent=2)
+        path.write_text(text + "\n", encoding="utf-8")

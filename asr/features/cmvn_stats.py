@@ -1,7 +1,8 @@
 """Global CMVN statistics: accumulate over the training set, save and load as JSON.
 
-The JSON layout is WeNet's ``global_cmvn`` file: per-dimension sums (``mean_stat``), sums of
-squares (``var_stat``) and the frame count (``frame_num``).
+Normalized features are ``(x - mean) * istd``. The JSON layout is WeNet's ``global_cmvn`` file:
+per-dimension sums (``mean_stat``), sums of squares (``var_stat``) and the frame count
+(``frame_num``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -19,20 +20,6 @@ logger = logging.getLogger(__name__)
 
 # Variance floor applied before inverting, so a constant feature dimension gets a finite istd.
 DEFAULT_VAR_FLOOR = 1e-20
-
-
-class GlobalCmvn(NamedTuple):
-    """Global CMVN: normalized features are ``(x - mean) * istd``.
-
-    Attributes:
-        mean: (F,) float32 per-dimension mean.
-        istd: (F,) float32 inverse standard deviation, ``1 / sqrt(max(var, floor))``.
-        frames: Number of frames the statistics were computed over.
-    """
-
-    mean: torch.Tensor
-    istd: torch.Tensor
-    frames: int
 
 
 class CmvnAccumulator:
@@ -50,8 +37,8 @@ class CmvnAccumulator:
             raise ValueError(f"CMVN expects features of shape (T, F), got {feats.shape}.")
         if self.sum is not None and feats.shape[1] != self.sum.shape[0]:
             raise ValueError(
-                f"CMVN feature dimension changed from {self.sum.shape[0]} to {feats.shape[1]};"
-                " every utterance must use the same front end."
+                f"CMVN feature dimension changed from {self.sum.shape[0]} to {feats.shape[1]}."
+                " Every utterance must use the same front end."
             )
 
         feats = feats.astype(np.float64)
@@ -72,31 +59,33 @@ class CmvnAccumulator:
         if other.sum.shape != self.sum.shape:
             raise ValueError(
                 f"CMVN feature dimension changed from {self.sum.shape[0]} to"
-                f" {other.sum.shape[0]}; every utterance must use the same front end."
+                f" {other.sum.shape[0]}. Every utterance must use the same front end."
             )
         self.sum += other.sum
         self.sum_squares += other.sum_squares
         self.frames += other.frames
 
-    def finalize(self, var_floor: float = DEFAULT_VAR_FLOOR) -> GlobalCmvn:
-        """Return the mean and floored inverse standard deviation of all added frames."""
+    def finalize(self, var_floor: float = DEFAULT_VAR_FLOOR) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (mean (F,), istd (F,)) float32 over all added frames.
+
+        ``istd = 1 / sqrt(max(var, var_floor))``, so normalized features are ``(x - mean) * istd``.
+        """
         if self.sum is None or self.frames == 0:
             raise ValueError("No frames were accumulated; cannot compute CMVN statistics.")
 
         mean = self.sum / self.frames
         var = self.sum_squares / self.frames - np.square(mean)
         istd = 1.0 / np.sqrt(np.maximum(var, var_floor))
-        return GlobalCmvn(
-            torch.from_numpy(mean).float(), torch.from_numpy(istd).float(), self.frames
-        )
+        return torch.from_numpy(mean).float(), torch.from_numpy(istd).float()
 
 
 def compute_global_cmvn(
     feature_iter: Iterable[torch.Tensor | np.ndarray], var_floor: float = DEFAULT_VAR_FLOOR
-) -> GlobalCmvn:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Compute global CMVN over every frame of ``feature_iter``, a stream of (T, F) matrices.
 
-    Returns ``(mean (F,), istd (F,), frames)``; sums are accumulated in float64.
+    Returns ``(mean (F,), istd (F,))`` in float32, from sums accumulated in float64. Use
+    ``CmvnAccumulator`` directly when the frame count is needed too.
     """
     accumulator = CmvnAccumulator()
     for feats in feature_iter:
@@ -134,14 +123,17 @@ def compute_global_cmvn_from_cuts(
     extractor: Any,
     num_workers: int = 0,
     var_floor: float = DEFAULT_VAR_FLOOR,
-) -> GlobalCmvn:
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Compute global CMVN of ``extractor`` features over every cut's audio.
 
     Args:
-        cuts: Lhotse cuts (a ``CutSet`` or any iterable of mono cuts); it is read into memory.
-        extractor: A lhotse ``FeatureExtractor``; use it without dither, as at evaluation.
-        num_workers: DataLoader worker processes computing features; 0 computes in this process.
+        cuts: Lhotse cuts (a ``CutSet`` or any iterable of mono cuts), read into memory.
+        extractor: A lhotse ``FeatureExtractor`` without dither, as at evaluation.
+        num_workers: DataLoader worker processes computing features, 0 for this process.
         var_floor: Variance floor applied before inverting.
+
+    Returns:
+        ``(mean (F,), istd (F,), frames)``, ready for ``save_cmvn(path, mean, istd, frames)``.
 
     Cuts whose audio cannot be loaded or featurized are logged, counted and skipped.
     """
@@ -165,7 +157,8 @@ def compute_global_cmvn_from_cuts(
     if num_skipped:
         logger.warning("Skipped %d of %d cuts in CMVN statistics.", num_skipped, len(cut_list))
     logger.info("Computed CMVN over %d frames from %d cuts.", total.frames, len(cut_list))
-    return total.finalize(var_floor)
+    mean, istd = total.finalize(var_floor)
+    return mean, istd, total.frames
 
 
 def save_cmvn(path: str | Path, mean: torch.Tensor, istd: torch.Tensor, frames: int) -> None:
@@ -190,8 +183,10 @@ def save_cmvn(path: str | Path, mean: torch.Tensor, istd: torch.Tensor, frames: 
     path.write_text(json.dumps(payload), encoding="utf-8")
 
 
-def load_cmvn(path: str | Path, var_floor: float = DEFAULT_VAR_FLOOR) -> GlobalCmvn:
-    """Read a WeNet-style CMVN JSON file written by ``save_cmvn`` or WeNet's tools."""
+def load_cmvn(
+    path: str | Path, var_floor: float = DEFAULT_VAR_FLOOR
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read a WeNet-style CMVN JSON file and return ``(mean (F,), istd (F,))`` in float32."""
     path = Path(path)
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
@@ -207,7 +202,7 @@ def load_cmvn(path: str | Path, var_floor: float = DEFAULT_VAR_FLOOR) -> GlobalC
     if frames <= 0 or sums.shape != sum_squares.shape or sums.ndim != 1:
         raise ValueError(
             f"Invalid CMVN file {path}: frame_num={frames}, mean_stat shape {sums.shape},"
-            f" var_stat shape {sum_squares.shape}; expected a positive count and equal 1-D stats."
+            f" var_stat shape {sum_squares.shape}. Expected a positive count and equal 1-D stats."
         )
 
     accumulator = CmvnAccumulator()

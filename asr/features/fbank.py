@@ -37,14 +37,14 @@ class FbankOptions:
         frame_shift_ms: Hop between frames in milliseconds.
         num_mel_bins: Number of triangular mel filters (the feature dimension).
         low_freq: Lower edge of the first mel filter in Hz.
-        high_freq: Upper edge of the last mel filter in Hz; a value <= 0 is an offset from the
+        high_freq: Upper edge of the last mel filter in Hz. A value <= 0 is an offset from the
             Nyquist frequency, so -400 means 7600 Hz at 16 kHz.
         preemph_coeff: Pre-emphasis coefficient.
         remove_dc_offset: Subtract each frame's mean before pre-emphasis.
         window_type: One of "povey", "hann", "hamming", "rectangular".
         round_to_power_of_two: Zero-pad each frame to the next power of two before the FFT.
         snip_edges: If False, frames are centred on multiples of the shift and the signal is
-            reflected at both ends; if True, only frames that fit inside the signal are kept.
+            reflected at both ends. If True, only frames that fit inside the signal are kept.
         input_scale: Factor applied to waveforms in [-1, 1] before analysis (int16 scale).
     """
 
@@ -134,7 +134,7 @@ def num_frames(num_samples: int, options: FbankOptions) -> int:
     """Return the number of fbank frames for ``num_samples`` samples.
 
     With ``snip_edges=False`` this is ``(S + shift // 2) // shift``, i.e. 100 frames per second
-    rounded to the nearest frame; with ``snip_edges=True`` it counts windows that fit in the signal.
+    rounded to the nearest frame. With ``snip_edges=True`` it counts windows that fit in the signal.
     """
     shift = options.frame_shift_samples
     if options.snip_edges:
@@ -149,8 +149,11 @@ def mel_banks(options: FbankOptions) -> torch.Tensor:
     Filters are uniform on the mel scale ``1127 ln(1 + f / 700)`` between ``low_freq`` and the
     resolved ``high_freq``. The Nyquist column is all zeros, as in Kaldi.
     """
-    return _mel_banks_cached(options.sample_rate, options.fft_size, options.num_mel_bins,
-                             options.low_freq, options.high_freq).clone()
+    banks = _mel_banks_cached(
+        options.sample_rate, options.fft_size, options.num_mel_bins, options.low_freq,
+        options.high_freq,
+    )
+    return banks.clone()
 
 
 @lru_cache(maxsize=8)
@@ -218,13 +221,13 @@ def compute_fbank_batch(
     """Compute log-mel fbank for a padded batch of waveforms.
 
     Args:
-        waveforms: (B, S) float samples in [-1, 1]; they are multiplied by
-            ``options.input_scale`` before analysis.
-        lengths: (B,) number of valid samples per row; all S when None.
+        waveforms: (B, S) float samples in [-1, 1], multiplied by ``options.input_scale``
+            before analysis.
+        lengths: (B,) number of valid samples per row, all S when None.
         options: Front-end settings.
         dither: Standard deviation of Gaussian noise added to every frame, in int16 sample units
             (Kaldi's convention). Use 0 for evaluation and export checks.
-        generator: Random generator for the dither noise; the global RNG when None.
+        generator: Random generator for the dither noise, the global RNG when None.
         padding_value: Value written to frames past each row's own frame count.
 
     Returns:
@@ -251,7 +254,7 @@ def compute_fbank_batch(
     )
     max_frames = int(feat_lens.max()) if batch_size > 0 else 0
     if max_frames == 0:
-        return waveforms.new_zeros(batch_size, 0, options.num_mel_bins), feat_lens
+        return torch.zeros(batch_size, 0, options.num_mel_bins, device=device), feat_lens
 
     # Gather every frame's samples at once: build the sample positions each frame covers,
     # reflect those outside the row's own signal, then cut overlapping windows with unfold.
@@ -297,8 +300,8 @@ def compute_fbank(
     Args:
         waveform: (S,) float samples in [-1, 1] at ``options.sample_rate``.
         options: Front-end settings.
-        dither: Gaussian dither in int16 sample units; 0 for evaluation.
-        generator: Random generator for the dither noise; the global RNG when None.
+        dither: Gaussian dither in int16 sample units, 0 for evaluation.
+        generator: Random generator for the dither noise, the global RNG when None.
 
     Returns:
         (T, num_mel_bins) float32 log-mel energies, T = ``num_frames(S, options)``.
@@ -338,7 +341,8 @@ class KaldiNativeCompatibleFbank(FeatureExtractor):
     """Lhotse feature extractor producing the same log-mel fbank as kaldi-native-fbank.
 
     Use it with ``lhotse.dataset.input_strategies.OnTheFlyFeatures`` or ``CutSet.compute_and_store_
-    features``. Set ``dither`` > 0 (e.g. 0.1) for training only; evaluation must use 0.
+    features``. Set ``dither`` > 0 (e.g. 0.1) for training only, because evaluation and the
+    deployed runtime use 0.
     Importing this module registers the extractor under the name ``kaldi-native-compatible-fbank``.
     """
 

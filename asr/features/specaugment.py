@@ -10,15 +10,15 @@ from torch import nn
 
 @dataclass
 class SpecAugmentOptions:
-    """SpecAugment settings; the defaults are WeNet's AISHELL-1 values.
+    """SpecAugment settings, with WeNet's AISHELL-1 values as defaults.
 
     Attributes:
         num_freq_masks: Frequency masks per utterance.
         max_freq_width: Max width of one frequency mask, in mel bins.
         num_time_masks: Time masks per utterance.
         max_time_width: Max width of one time mask, in frames (10 ms each).
-        mask_value: "mean" fills masks with the utterance's per-bin mean over its valid frames;
-            a float fills them with that constant (0.0 reproduces WeNet).
+        mask_value: "mean" fills masks with the utterance's per-bin mean over its valid frames,
+            and a float fills them with that constant (0.0 reproduces WeNet).
     """
 
     num_freq_masks: int = 2
@@ -32,7 +32,7 @@ class SpecAugment(nn.Module):
     """Frequency and time masking of (B, T, F) features, active only in training mode.
 
     Each mask has a width drawn uniformly from [0, max width] and a start drawn so that the mask
-    lies inside the utterance: time masks stay within each utterance's own length and frequency
+    lies inside the utterance. Time masks stay within each utterance's own length, and frequency
     masks touch only its valid frames, so padding is never modified.
 
     The default fill is the per-utterance mean, not 0. These features are raw log-mel before
@@ -50,7 +50,9 @@ class SpecAugment(nn.Module):
     ) -> None:
         super().__init__()
         if isinstance(mask_value, str) and mask_value != "mean":
-            raise ValueError(f"Invalid SpecAugment mask_value {mask_value!r}: use 'mean' or a float.")
+            raise ValueError(
+                f"Invalid SpecAugment mask_value {mask_value!r}: use 'mean' or a float."
+            )
         for name, value in (
             ("num_freq_masks", num_freq_masks),
             ("max_freq_width", max_freq_width),
@@ -90,12 +92,12 @@ class SpecAugment(nn.Module):
         lengths: torch.Tensor,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Return masked features; the input is left unchanged.
+        """Apply the masks and return a new tensor, leaving ``feats`` unchanged.
 
         Args:
             feats: (B, T, F) features, padded along T.
             lengths: (B,) number of valid frames per utterance.
-            generator: Random generator for mask positions; the global RNG when None.
+            generator: Random generator for mask positions, the global RNG when None.
 
         Returns:
             (B, T, F) features, identical to ``feats`` in eval mode.

@@ -1,4 +1,4 @@
-"""Block-reusing speech Transformer (BRST) with per-application adapters, CTC and attention heads."""
+"""Block-reusing speech Transformer (BRST) with per-application adapters and CTC/attention heads."""
 
 from asr.models.asr_model import ASRModel
 from asr.models.attention import MultiHeadAttention

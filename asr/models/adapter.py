@@ -37,7 +37,7 @@ class Adapter(nn.Module):
 def build_adapters(
     config: AdapterConfig | None, d_model: int, num_applications: int
 ) -> nn.ModuleList | None:
-    """One adapter per application step (index = step in the reuse schedule), or None."""
+    """Create one adapter per application step (index = step in the reuse schedule), or None."""
     if config is None:
         return None
     return nn.ModuleList(

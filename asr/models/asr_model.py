@@ -1,4 +1,4 @@
-"""Hybrid CTC/attention ASR model: global CMVN, block-reusing encoder, CTC head, attention decoder."""
+"""Hybrid CTC/attention ASR model: global CMVN, block-reusing encoder, CTC head and decoder."""
 
 from __future__ import annotations
 

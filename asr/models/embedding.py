@@ -9,7 +9,9 @@ from torch import nn
 
 
 class PositionalEncoding(nn.Module):
-    """x * sqrt(D) + PE, then dropout, with PE[t, 2i] = sin(t / 10000^(2i/D)), PE[t, 2i+1] = cos(...).
+    """Sinusoidal encoding: x * sqrt(D) + PE, then dropout.
+
+    PE[t, 2i] = sin(t / 10000^(2i/D)) and PE[t, 2i+1] = cos(t / 10000^(2i/D)).
 
     The table is computed for each call from `arange(T)`, so there is no maximum length and
     the time axis stays dynamic when the model is traced.

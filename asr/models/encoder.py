@@ -22,7 +22,7 @@ class TransformerEncoder(nn.Module):
     """Front end, positional encoding, shared layers run in `schedule` order, final LayerNorm.
 
     The loop over `schedule` has a length fixed at construction, and masks come from
-    comparing `arange` with lengths, so tracing sees no data-dependent control flow.
+    comparing `arange` with lengths, so the forward pass has no data-dependent control flow.
 
     Args:
         front_end: conv2d subsampling to width D.
@@ -62,7 +62,10 @@ class TransformerEncoder(nn.Module):
     def forward(
         self, feats: torch.Tensor, feat_lens: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised fbank (B, T, F), (B,) -> (B, T', D), (B,) with T' = ((T - 1) // 2 - 1) // 2."""
+        """Normalised fbank (B, T, F), lengths (B,) -> (B, T', D), (B,).
+
+        T' = ((T - 1) // 2 - 1) // 2.
+        """
         x, lengths = self.front_end(feats, feat_lens)
         x = self.pos_enc(x)
         mask = lengths_to_mask(lengths, x.size(1)).unsqueeze(1)

@@ -1,4 +1,4 @@
-"""Boolean attention masks (True = attend) built from lengths without data-dependent control flow."""
+"""Boolean attention masks (True = attend) built from lengths by `arange` comparison."""
 
 from __future__ import annotations
 

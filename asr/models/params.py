@@ -27,11 +27,12 @@ def parameter_group(name: str) -> str:
 def parameter_breakdown(model: nn.Module) -> dict[str, int]:
     """Count parameters per group; the values sum to the model's total parameter count.
 
-    Groups: front_end (conv2d subsampling with its input linear; CMVN and the sinusoidal
-    positional encoding have none), encoder_blocks and decoder_blocks (the distinct shared
-    blocks, counted once however often they are applied), adapters, embeddings_heads (token
-    embedding, decoder output layer, CTC head) and norms_other (final LayerNorms and
-    anything unmatched).
+    Groups:
+      front_end: conv2d subsampling and its linear (CMVN and the sinusoidal encoding have none).
+      encoder_blocks, decoder_blocks: the distinct shared blocks, each counted once.
+      adapters: all per-application adapters.
+      embeddings_heads: token embedding, decoder output layer and CTC head.
+      norms_other: final LayerNorms and any parameter no other group matches.
     """
     counts = {group: 0 for group, _ in PARAMETER_GROUPS}
     counts[OTHER_GROUP] = 0

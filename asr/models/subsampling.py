@@ -9,7 +9,7 @@ from torch import nn
 class Conv2dSubsampling4(nn.Module):
     """Reduce (B, T, F) fbank frames to (B, T', D) with T' = ((T - 1) // 2 - 1) // 2.
 
-    Each output frame sees 7 input frames (6 frames of right context), so T must be >= 7.
+    Each output frame covers 7 input frames (6 frames of right context), so T must be >= 7.
 
     Args:
         input_dim: fbank bins F.
