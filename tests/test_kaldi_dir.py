@@ -252,9 +252,8 @@ def test_cli_kaldi_then_export(whole_dir, tmp_path, capsys):
     assert "too_long: 1" in capsys.readouterr().out
     assert (out / "validation_mine.json").is_file()
 
-    status = prepare_main(
-        ["export-kaldi", "--cuts", str(out / "cuts_mine.jsonl.gz"), "--data-dir", str(tmp_path / "k")]
-    )
+    cuts_path = str(out / "cuts_mine.jsonl.gz")
+    status = prepare_main(["export-kaldi", "--cuts", cuts_path, "--data-dir", str(tmp_path / "k")])
 
     assert status == 0
     assert (tmp_path / "k" / "text").read_text(encoding="utf-8") == "utt2 今天\n"

@@ -14,27 +14,19 @@ import argparse
 import logging
 from pathlib import Path
 
-import torch
 from lhotse import CutSet
-from tqdm import tqdm
 
-from asr.features.cmvn_stats import compute_global_cmvn, save_cmvn
-from asr.features.fbank import FbankOptions, compute_fbank
+from asr.features.cmvn_stats import compute_global_cmvn_from_cuts, save_cmvn
+from asr.features.fbank import KaldiNativeCompatibleFbank
 
 logger = logging.getLogger(__name__)
-
-
-def iter_fbank(cuts: CutSet, options: FbankOptions):
-    """Yield ``(T, 80)`` fbank features of each cut."""
-    for cut in tqdm(cuts, desc="cmvn", unit="utt"):
-        samples = torch.from_numpy(cut.load_audio())
-        yield compute_fbank(samples[0], options)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cuts", type=Path, required=True, help="training CutSet manifest")
     parser.add_argument("--output", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--num-workers", type=int, default=2, help="feature worker processes")
     parser.add_argument("--max-utterances", type=int, default=None,
                         help="use only the first N utterances (statistics converge early)")
     args = parser.parse_args(argv)
@@ -43,16 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     cuts = CutSet.from_file(args.cuts)
     if args.max_utterances is not None:
         cuts = cuts.subset(first=args.max_utterances)
-    options = FbankOptions()
-    frames = 0
-
-    def counted():
-        nonlocal frames
-        for feats in iter_fbank(cuts, options):
-            frames += feats.shape[0]
-            yield feats
-
-    mean, istd = compute_global_cmvn(counted())
+    mean, istd, frames = compute_global_cmvn_from_cuts(
+        cuts, KaldiNativeCompatibleFbank(dither=0.0), num_workers=args.num_workers
+    )
     save_cmvn(args.output, mean, istd, frames)
     logger.info("Wrote %s from %d frames", args.output, frames)
     return 0

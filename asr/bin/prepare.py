@@ -102,7 +102,7 @@ def run_aishell(args: argparse.Namespace) -> str:
 
     lines = ["Preparation (prepare_report.json):", prepared.report.summary()]
     for split in AISHELL_SPLITS:
-        kept, report = write_validated_cuts(
+        validated, report = write_validated_cuts(
             prepared.cuts[split],
             args.output_dir,
             split,
@@ -111,7 +111,7 @@ def run_aishell(args: argparse.Namespace) -> str:
             num_workers=args.num_workers,
         )
         if split == "train" and args.vocabulary is None:
-            vocabulary = {ch for cut in kept for s in cut.supervisions for ch in s.text}
+            vocabulary = {ch for cut in validated for s in cut.supervisions for ch in s.text}
         lines += [f"Validation of {split} (validation_{split}.json):", report.summary()]
     return "\n".join(lines)
 

@@ -222,11 +222,11 @@ def _save_state(state: AishellExtraction, marker: Path) -> None:
 def read_transcripts(path: Path, report: PrepareReport) -> dict[str, str]:
     """Read `UTTID w1 w2 ...` lines into utterance id -> text with the spaces removed.
 
-    Empty and duplicate ids are recorded in `report`; the first line of a duplicate is kept.
+    Empty and duplicate ids are recorded in `report`. Of duplicate lines, the first is kept.
     """
     if not path.is_file():
         raise FileNotFoundError(
-            f"Transcript {path} not found. Check that the corpus directory holds an extracted "
+            f"Transcript {path} not found. Check that the corpus directory contains an extracted "
             "AISHELL-1 tree (run extraction first)."
         )
 

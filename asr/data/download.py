@@ -73,8 +73,8 @@ def download_file(
 ) -> Path:
     """Download `url` to `dest`, resuming an earlier partial download.
 
-    Bytes arrive in `dest` + ".part" and are requested from its current size with an HTTP
-    Range header; a server that ignores Range makes the download restart from byte 0.
+    Bytes are appended to `dest` + ".part", requested from its current size with an HTTP
+    Range header. A server that ignores Range makes the download restart from byte 0.
     Once complete, the MD5 is checked and the ".part" file renamed to `dest`.
 
     An existing `dest` is taken as complete: it is skipped when `md5` is None or matches,

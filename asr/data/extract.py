@@ -50,9 +50,9 @@ def safe_extract(
 ) -> ExtractResult:
     """Extract the regular files and directories of a tar archive into `target_dir`.
 
-    A member is unsafe when its name is absolute or contains a ".." component, when it is a
-    symbolic link, hard link, character or block device, FIFO or other special type, or when
-    its path resolves outside `target_dir` (through a symbolic link already inside it).
+    A member is unsafe when its name is absolute or contains a ".." component, or when its
+    path resolves outside `target_dir` through a symbolic link already there. Symbolic and
+    hard links, character and block devices, FIFOs and other special types are unsafe too.
 
     Args:
         archive: tar file, optionally gzip, bzip2 or xz compressed.

@@ -61,8 +61,8 @@ def import_kaldi_dir(data_dir: Path, *, remove_spaces: bool = False) -> CutSet:
     Only plain file paths are accepted: pipe commands (`cmd |`) and `ark:offset` entries
     raise `ValueError`.
 
-    An audio file that is missing or unreadable still gets a cut, with a 0-sample recording,
-    so that `validate_cuts` reports it by utterance id; validate before writing the result.
+    An audio file that is missing or unreadable still gets a cut with a 0-sample recording,
+    so that `validate_cuts` reports it by utterance id. Validate before writing the result.
     Utterances without a `text` entry get an empty text, which validation also reports.
 
     Args:
@@ -113,8 +113,8 @@ def export_kaldi_dir(
 ) -> int:
     """Write `cuts` as a Kaldi data directory: wav.scp, text, utt2spk, spk2utt, segments.
 
-    `segments` is written when any cut is a sub-segment of its recording (other start or
-    duration, or an id other than the recording id); then wav.scp is keyed by recording id.
+    `segments` is written when any cut is a sub-segment of its recording: another start or
+    duration, or an id other than the recording id. Then wav.scp is keyed by recording id.
     A cut without a speaker gets its utterance id as speaker, the Kaldi convention.
     Files are sorted by key in code point order, which equals `LC_ALL=C sort` for UTF-8.
 
@@ -164,7 +164,7 @@ def export_kaldi_dir(
         (data_dir / name).unlink(missing_ok=True)
     leftovers = sorted(p.name for p in data_dir.iterdir())
     if leftovers:
-        logger.warning("%s holds other files that may no longer match: %s", data_dir, leftovers)
+        logger.warning("%s contains other files that may no longer match: %s", data_dir, leftovers)
 
     for name, table in tables.items():
         with open(data_dir / name, "w", encoding="utf-8") as f:

@@ -43,11 +43,10 @@ class IssueReport:
         for category, count in self.counts.items():
             if count == 0:
                 continue
-            shown = self.ids[category][: self.SUMMARY_IDS]
-            more = f" (+{count - len(shown)} more)" if count > len(shown) else ""
-            lines.append(
-                f"  {category}: {count} - {self.CATEGORIES[category]}: {', '.join(shown)}{more}"
-            )
+            listed_ids = self.ids[category][: self.SUMMARY_IDS]
+            more = f" (+{count - len(listed_ids)} more)" if count > len(listed_ids) else ""
+            listing = ", ".join(listed_ids)
+            lines.append(f"  {category}: {count} - {self.CATEGORIES[category]}: {listing}{more}")
         if not lines:
             lines.append("  no issues found")
         return "\n".join(lines)

@@ -68,7 +68,7 @@ def validate_cuts(
 
     Each audio file is opened and decoded in full with soundfile, once per recording.
     Removed: duplicate ids, missing, empty or undecodable audio (also a file whose sample
-    rate, channel count or length disagrees with the manifest, or that holds NaN or Inf),
+    rate, channel count or length disagrees with the manifest, or that contains NaN or Inf),
     cuts without text, and cuts outside [min_duration, max_duration] seconds.
     Kept but changed: other sample rates get a lazy `cut.resample(sample_rate)`, and
     multi-channel cuts become a lazy average of their channels (see `downmix_to_mono`).
@@ -89,7 +89,7 @@ def validate_cuts(
     report = ValidationReport(num_input=len(cuts))
     audio_errors = _check_recordings(cuts, num_workers)
 
-    kept = []
+    kept_cuts = []
     seen: set[str] = set()
     for cut in cuts:
         if cut.id in seen:
@@ -128,11 +128,11 @@ def validate_cuts(
             report.add("resampled", cut.id, f"{cut.sampling_rate} Hz")
             cut = cut.resample(sample_rate)
 
-        kept.append(cut)
+        kept_cuts.append(cut)
 
-    report.num_kept = len(kept)
+    report.num_kept = len(kept_cuts)
     logger.info("Validation: %s", report.summary())
-    return CutSet.from_cuts(kept), report
+    return CutSet.from_cuts(kept_cuts), report
 
 
 def write_validated_cuts(
@@ -148,12 +148,14 @@ def write_validated_cuts(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    kept, report = validate_cuts(cuts, **options)
+    kept_cuts, report = validate_cuts(cuts, **options)
 
-    kept.to_file(output_dir / f"cuts_{name}.jsonl.gz")
+    kept_cuts.to_file(output_dir / f"cuts_{name}.jsonl.gz")
     report.to_json(output_dir / f"validation_{name}.json")
-    logger.info("Wrote %d validated cuts to %s", len(kept), output_dir / f"cuts_{name}.jsonl.gz")
-    return kept, report
+    logger.info(
+        "Wrote %d validated cuts to %s", len(kept_cuts), output_dir / f"cuts_{name}.jsonl.gz"
+    )
+    return kept_cuts, report
 
 
 def downmix_to_mono(cut: Cut) -> Cut:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
 import torch
 
 from asr.decode.ctc import ctc_greedy_search
-from asr.features.specaugment import SpecAugment
+from asr.features.specaugment import SpecAugment, SpecAugmentOptions
 from asr.models.asr_model import ASRModel
 from asr.models.config import ModelConfig
 from asr.training.lr_schedule import warmup_scheduler
@@ -25,16 +25,6 @@ class OptimConfig:
     lr: float = 0.002
     warmup_steps: int = 25000
     weight_decay: float = 0.0
-
-
-@dataclass
-class SpecAugmentConfig:
-    """SpecAugment on raw fbank during training; zero masks disable it."""
-
-    num_freq_masks: int = 2
-    max_freq_width: int = 10
-    num_time_masks: int = 2
-    max_time_width: int = 50
 
 
 class ASRTask(L.LightningModule):
@@ -55,7 +45,7 @@ class ASRTask(L.LightningModule):
         self.model_config = ModelConfig.from_dict(model)
         self.optim_config = OptimConfig(**optim)
         self.model = ASRModel(self.model_config)
-        self.specaugment = SpecAugment(**asdict(SpecAugmentConfig(**specaugment)))
+        self.specaugment = SpecAugment.from_options(SpecAugmentOptions(**specaugment))
 
     def set_cmvn(self, mean: torch.Tensor, istd: torch.Tensor) -> None:
         """Store global CMVN statistics in the model; they travel with every checkpoint."""
