@@ -13,7 +13,7 @@ import soundfile as sf
 from lhotse import CutSet
 
 from asr.bin.prepare import main as prepare_main
-from asr.data.aishell import extract_aishell, prepare_aishell, read_transcripts, PrepareReport
+from asr.data.aishell import PrepareReport, extract_aishell, prepare_aishell, read_transcripts
 
 TRANSCRIPT_MEMBER = "data_aishell/transcript/aishell_transcript_v0.8.txt"
 

@@ -18,11 +18,16 @@ PAYLOAD = bytes(range(256)) * 40  # 10240 bytes
 
 
 class _FileServer:
-    """Serve in-memory files on 127.0.0.1 with optional HTTP Range support; record requests."""
+    """Serve in-memory files on 127.0.0.1 with optional HTTP Range support; record requests.
 
-    def __init__(self, files: dict[str, bytes], honor_range: bool = True):
+    With `drop_after`, the first response closes the connection after that many body bytes.
+    """
+
+    def __init__(self, files: dict[str, bytes], honor_range: bool = True,
+                 drop_after: int | None = None):
         self.files = files
         self.honor_range = honor_range
+        self.drop_after = drop_after
         self.requests: list[tuple[str, str | None]] = []
         server = self
 
@@ -51,6 +56,11 @@ class _FileServer:
                     self.send_response(200)
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
+                if server.drop_after is not None:
+                    self.wfile.write(body[start:start + server.drop_after])
+                    server.drop_after = None
+                    self.close_connection = True
+                    return
                 self.wfile.write(body[start:])
 
             def log_message(self, *args):
@@ -58,7 +68,9 @@ class _FileServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def __enter__(self) -> _FileServer:
         self.thread.start()
@@ -234,8 +246,24 @@ def test_cli_download(tmp_path, monkeypatch, capsys):
 
     files = {"/data_aishell.tgz": b"d", "/resource_aishell.tgz": b"r"}
     with _FileServer(files) as server:
-        status = prepare_main(["download", "--target-dir", str(tmp_path), "--base-url", server.url])
+        status = prepare_main(["download", "--corpus-dir", str(tmp_path), "--base-url", server.url])
 
     assert status == 0
     assert str(tmp_path / "data_aishell.tgz") in capsys.readouterr().out
     assert (tmp_path / "resource_aishell.tgz").read_bytes() == b"r"
+
+
+def test_download_interrupted_then_resumed(tmp_path):
+    dest = tmp_path / "a.bin"
+
+    with _FileServer({"/a.bin": PAYLOAD}, drop_after=3000) as server:
+        with pytest.raises(DownloadError, match="re-run to resume"):
+            download_file(f"{server.url}/a.bin", dest, md5=_md5(PAYLOAD), chunk_size=1000)
+        partial = (tmp_path / "a.bin.part").read_bytes()
+
+        download_file(f"{server.url}/a.bin", dest, md5=_md5(PAYLOAD), chunk_size=1000)
+
+    assert partial == PAYLOAD[:3000]
+    assert server.requests == [("/a.bin", None), ("/a.bin", "bytes=3000-")]
+    assert dest.read_bytes() == PAYLOAD
+    assert not dest.with_name("a.bin.part").exists()

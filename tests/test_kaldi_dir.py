@@ -257,3 +257,22 @@ def test_cli_kaldi_then_export(whole_dir, tmp_path, capsys):
 
     assert status == 0
     assert (tmp_path / "k" / "text").read_text(encoding="utf-8") == "utt2 今天\n"
+
+
+def test_export_duplicate_id_rejected(whole_dir, tmp_path):
+    cuts = list(import_kaldi_dir(whole_dir))
+
+    with pytest.raises(ValueError, match="utt1: duplicate cut id"):
+        export_kaldi_dir(CutSet.from_cuts(cuts + cuts[:1]), tmp_path / "export")
+
+
+def test_cli_export_existing_dir_fails(whole_dir, tmp_path, caplog):
+    out = tmp_path / "cuts"
+    prepare_main(["kaldi", "--data-dir", str(whole_dir), "--output-dir", str(out), "--name", "x"])
+
+    status = prepare_main(
+        ["export-kaldi", "--cuts", str(out / "cuts_x.jsonl.gz"), "--data-dir", str(whole_dir)]
+    )
+
+    assert status == 1
+    assert "overwrite=True" in caplog.text

@@ -267,3 +267,26 @@ def test_downmix_three_channels(tmp_path):
 
     np.testing.assert_allclose(mono.load_audio()[0], samples.mean(axis=1), atol=1e-6)
     assert mono.supervisions[0].channel == 0
+
+
+def test_validate_past_recording_end(tmp_path):
+    cut = _good(tmp_path, seconds=1.0)
+    late = fastcopy(cut, id="late", start=0.5, duration=0.6)
+
+    kept, report = _validate([late])
+
+    assert len(kept) == 0
+    assert report.ids["past_recording_end"] == ["late"]
+    assert report.details["past_recording_end"]["late"] == "ends at 1.100 s, recording lasts 1.000 s"
+
+
+def test_validate_output_revalidates_clean(tmp_path):
+    stereo = _write_wav(tmp_path / "st.wav", _noise(0.5, 44100, channels=2), 44100)
+    cuts = CutSet.from_cuts([_cut_for_file("st", stereo), _good(tmp_path)])
+    write_validated_cuts(cuts, tmp_path / "out", "train", num_workers=1)
+    reloaded = CutSet.from_file(tmp_path / "out" / "cuts_train.jsonl.gz")
+
+    again, report = _validate(list(reloaded))
+
+    assert sorted(c.id for c in again) == ["good", "st"]
+    assert sum(report.counts.values()) == 0

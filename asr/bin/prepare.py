@@ -10,7 +10,8 @@ from pathlib import Path
 from lhotse import CutSet
 
 from asr.data.aishell import AISHELL_SPLITS, extract_aishell, prepare_aishell
-from asr.data.download import AISHELL_BASE_URL, download_aishell
+from asr.data.download import AISHELL_BASE_URL, ChecksumError, DownloadError, download_aishell
+from asr.data.extract import UnsafeArchiveError
 from asr.data.kaldi_dir import export_kaldi_dir, import_kaldi_dir
 from asr.data.validate import write_validated_cuts
 
@@ -30,7 +31,7 @@ def read_vocabulary(path: Path) -> set[str]:
     return vocabulary
 
 
-def _positive_or_none(value: str) -> float | None:
+def _seconds_or_none(value: str) -> float | None:
     seconds = float(value)
     if seconds < 0:
         raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {value}")
@@ -44,7 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     download = commands.add_parser("download", help="Download the AISHELL-1 archives.")
     download.add_argument(
-        "--target-dir", type=Path, required=True, help="Directory for the archives."
+        "--corpus-dir",
+        "--target-dir",
+        dest="corpus_dir",
+        type=Path,
+        required=True,
+        help="Directory for the archives; pass the same one to the aishell command.",
     )
     download.add_argument(
         "--base-url", default=AISHELL_BASE_URL, help="URL of the OpenSLR resource 33."
@@ -61,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     aishell.add_argument(
         "--output-dir", type=Path, required=True, help="Directory for manifests and reports."
     )
-    aishell.add_argument("--max-duration", type=_positive_or_none, default=20.0,
+    aishell.add_argument("--max-duration", type=_seconds_or_none, default=20.0,
                          help="Remove train utterances longer than this, in seconds; 0 disables. "
                          "Dev and test keep every length so scores stay comparable (default: 20).")
     aishell.add_argument("--vocabulary", type=Path, default=None,
@@ -74,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     kaldi.add_argument("--data-dir", type=Path, required=True, help="Kaldi data directory.")
     kaldi.add_argument("--output-dir", type=Path, required=True, help="Directory for the cuts.")
     kaldi.add_argument("--name", required=True, help="Name of the set: writes cuts_NAME.jsonl.gz.")
-    kaldi.add_argument("--max-duration", type=_positive_or_none, default=None,
+    kaldi.add_argument("--max-duration", type=_seconds_or_none, default=None,
                        help="Remove utterances longer than this, in seconds (default: no limit).")
     kaldi.add_argument("--vocabulary", type=Path, default=None,
                        help="Token list (one per line) for the out-of-vocabulary report.")
@@ -131,28 +137,43 @@ def run_kaldi(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command named in `argv` (default: `sys.argv[1:]`); return the exit status."""
+    """Run the command named in `argv` (default: `sys.argv[1:]`) and return the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
 
-    if args.command == "download":
-        for path in download_aishell(args.target_dir, base_url=args.base_url):
-            print(path)
-    elif args.command == "aishell":
-        print(run_aishell(args))
-    elif args.command == "kaldi":
-        print(run_kaldi(args))
-    elif args.command == "export-kaldi":
-        count = export_kaldi_dir(
-            CutSet.from_file(args.cuts),
-            args.data_dir,
-            overwrite=args.overwrite,
-            skip_unsupported=args.skip_unsupported,
-        )
-        print(f"Wrote {count} utterances to {args.data_dir}")
+    try:
+        print(_run_command(args))
+    except (
+        ChecksumError,
+        DownloadError,
+        FileExistsError,
+        FileNotFoundError,
+        UnsafeArchiveError,
+        ValueError,
+    ) as err:
+        logger.error("%s failed: %s", args.command, err)
+        return 1
     return 0
+
+
+def _run_command(args: argparse.Namespace) -> str:
+    if args.command == "download":
+        paths = download_aishell(args.corpus_dir, base_url=args.base_url)
+        return "\n".join(str(path) for path in paths)
+    if args.command == "aishell":
+        return run_aishell(args)
+    if args.command == "kaldi":
+        return run_kaldi(args)
+
+    count = export_kaldi_dir(
+        CutSet.from_file(args.cuts),
+        args.data_dir,
+        overwrite=args.overwrite,
+        skip_unsupported=args.skip_unsupported,
+    )
+    return f"Wrote {count} utterances to {args.data_dir}"
 
 
 if __name__ == "__main__":

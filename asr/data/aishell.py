@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -111,6 +113,7 @@ def extract_aishell(corpus_dir: Path) -> AishellExtraction:
     extracted too when present. Progress is saved in `data_aishell/.extracted.json` after
     each archive, so an interrupted run resumes and a finished one is skipped; delete
     that file to extract again. An already extracted tree without archives is accepted.
+    The archives are kept after extraction.
 
     Args:
         corpus_dir: directory with `data_aishell.tgz` (and optionally `resource_aishell.tgz`),
@@ -137,7 +140,7 @@ def extract_aishell(corpus_dir: Path) -> AishellExtraction:
     if not data_dir.is_dir() and not outer.is_file():
         raise FileNotFoundError(
             f"Neither {data_dir} nor {outer} exists. Download AISHELL-1 with "
-            f"`python -m asr.bin.prepare download --target-dir {corpus_dir}`."
+            f"`python -m asr.bin.prepare download --corpus-dir {corpus_dir}`."
         )
 
     # A damaged outer archive leaves no usable corpus, so its errors propagate.
@@ -180,7 +183,7 @@ def _extract_once(
 
     try:
         result = safe_extract(archive, target_dir, on_unsafe="skip")
-    except (tarfile.TarError, EOFError, OSError) as err:
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as err:
         if required:
             raise RuntimeError(
                 f"Failed to extract {archive}: {err}. Delete it and download it again."
@@ -215,7 +218,8 @@ def _save_state(state: AishellExtraction, marker: Path) -> None:
         temporary.write_text(text, encoding="utf-8")
         os.replace(temporary, marker)
     except OSError as err:
-        # A read-only corpus still extracts on every run; only the skip on re-run is lost.
+        # Without the marker the next run extracts again, which for an already extracted,
+        # read-only corpus without archives is a no-op.
         logger.warning("Cannot write extraction marker %s: %s", marker, err)
 
 

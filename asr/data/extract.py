@@ -100,8 +100,9 @@ def safe_extract(
             logger.warning("Skipped member %r of %s: %s", skipped.name, archive, skipped.reason)
 
         # Python's "data" filter re-checks every member, so a gap in `unsafe_reason` still
-        # cannot write outside `root`.
-        tar.extractall(root, members=safe, filter="data")
+        # cannot write outside `root`. Python releases before 3.10.12 and 3.11.4 lack it.
+        filter_option = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tar.extractall(root, members=safe, **filter_option)
         result.extracted = [member.name for member in safe]
 
     return result

@@ -88,8 +88,19 @@ def import_kaldi_dir(data_dir: Path, *, remove_spaces: bool = False) -> CutSet:
         segments = {rec_id: _Segment(rec_id, 0.0, None) for rec_id in wav_paths}
 
     recordings = {}
+    unreadable = []
     for rec_id, path in tqdm(wav_paths.items(), desc="Reading wav.scp", unit="wav"):
         recordings[rec_id] = _probe_recording(rec_id, path)
+        if recordings[rec_id].num_samples == 0:
+            unreadable.append(rec_id)
+    if unreadable:
+        logger.warning(
+            "%d audio files in %s are missing, empty or unreadable (e.g. %s), "
+            "so validation will remove them",
+            len(unreadable),
+            data_dir / "wav.scp",
+            unreadable[:5],
+        )
 
     cuts = []
     for utterance_id in sorted(segments):
@@ -116,11 +127,14 @@ def export_kaldi_dir(
     `segments` is written when any cut is a sub-segment of its recording: another start or
     duration, or an id other than the recording id. Then wav.scp is keyed by recording id.
     A cut without a speaker gets its utterance id as speaker, the Kaldi convention.
+    NOTE: Kaldi scripts that split data by speaker expect each utterance id to start with
+    its speaker id. This is not checked.
     Files are sorted by key in code point order, which equals `LC_ALL=C sort` for UTF-8.
 
     A cut is unsupported when wav.scp cannot express its audio: not a single-file,
     single-channel recording, or carrying lazy transforms (resampling, volume, downmixing),
-    or with other than one supervision. Convert such audio to 16 kHz mono files first.
+    with other than one supervision, or with a duplicate id. Convert such audio to 16 kHz
+    mono files first.
 
     Args:
         cuts: cuts to export.
@@ -138,12 +152,15 @@ def export_kaldi_dir(
     data_dir = Path(data_dir)
     if data_dir.is_dir() and any(data_dir.iterdir()) and not overwrite:
         raise FileExistsError(
-            f"{data_dir} exists and is not empty. Choose another directory or pass overwrite=True."
+            f"{data_dir} exists and is not empty. Choose another directory or pass "
+            "overwrite=True (--overwrite in asr-prepare export-kaldi)."
         )
 
     supported, problems = [], []
+    seen: set[str] = set()
     for cut in cuts:
-        problem = _export_problem(cut)
+        problem = "duplicate cut id" if cut.id in seen else _export_problem(cut)
+        seen.add(cut.id)
         if problem is None:
             supported.append(cut)
         else:
@@ -152,10 +169,11 @@ def export_kaldi_dir(
     if problems and not skip_unsupported:
         raise ValueError(
             f"{len(problems)} cut(s) cannot be written to a Kaldi data dir "
-            f"({'; '.join(problems[:5])}). Pass skip_unsupported=True to export the rest."
+            f"({'; '.join(problems[:5])}). Pass skip_unsupported=True "
+            "(--skip-unsupported in asr-prepare export-kaldi) to export the rest."
         )
-    for problem in problems:
-        logger.warning("Skipped cut %s", problem)
+    if problems:
+        logger.warning("Skipped %d unsupported cuts, e.g. %s", len(problems), problems[:5])
 
     tables = _kaldi_tables(supported)
 
@@ -237,9 +255,7 @@ def _probe_recording(rec_id: str, path: Path) -> Recording:
         info = sf.info(str(path))
         channels, sampling_rate, num_samples = info.channels, info.samplerate, info.frames
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        logger.warning(
-            "Cannot read %s (recording %s): %s; validation will report it", path, rec_id, err
-        )
+        logger.debug("Cannot read %s (recording %s): %s", path, rec_id, err)
         channels, sampling_rate, num_samples = 1, SAMPLE_RATE, 0
 
     return Recording(

@@ -24,6 +24,10 @@ logger = logging.getLogger(__name__)
 # Frames decoded per read while checking a file, so long recordings need bounded memory.
 _READ_BLOCK_FRAMES = 1 << 18
 
+# Maximum overrun, in seconds, of a cut past its recording's end: one 10 ms frame shift,
+# the usual resolution of times in Kaldi segments files.
+_END_TOLERANCE = 0.01
+
 
 @dataclass
 class ValidationReport(IssueReport):
@@ -34,6 +38,7 @@ class ValidationReport(IssueReport):
         "missing_audio": "audio file not found (removed)",
         "empty_audio": "audio file has 0 bytes or 0 samples (removed)",
         "unreadable_audio": "audio file cannot be decoded or disagrees with the manifest (removed)",
+        "past_recording_end": "cut ends after the end of its recording (removed)",
         "missing_text": "no supervision or an empty transcript (removed)",
         "too_long": "longer than max_duration (removed)",
         "too_short": "shorter than min_duration (removed)",
@@ -67,9 +72,10 @@ def validate_cuts(
     """Check every cut's audio and transcript and return the usable cuts with a report.
 
     Each audio file is opened and decoded in full with soundfile, once per recording.
-    Removed: duplicate ids, missing, empty or undecodable audio (also a file whose sample
-    rate, channel count or length disagrees with the manifest, or that contains NaN or Inf),
-    cuts without text, and cuts outside [min_duration, max_duration] seconds.
+    Removed: duplicate ids, missing, empty or undecodable audio, cuts ending more than 10 ms
+    after their recording, cuts without text, and cuts outside [min_duration, max_duration]
+    seconds. Undecodable includes a file whose sample rate, channel count or length
+    disagrees with the manifest, and a file that contains NaN or Inf.
     Kept but changed: other sample rates get a lazy `cut.resample(sample_rate)`, and
     multi-channel cuts become a lazy average of their channels (see `downmix_to_mono`).
     Kept as is: text with characters outside `vocabulary` (whitespace is ignored).
@@ -101,6 +107,12 @@ def validate_cuts(
         if problem is not None:
             category, detail = problem
             report.add(category, cut.id, detail)
+            continue
+
+        recording = getattr(cut, "recording", None)
+        if recording is not None and cut.end > recording.duration + _END_TOLERANCE:
+            detail = f"ends at {cut.end:.3f} s, recording lasts {recording.duration:.3f} s"
+            report.add("past_recording_end", cut.id, detail)
             continue
 
         text = _cut_text(cut)
@@ -218,6 +230,11 @@ def _check_cut_audio(cut: Cut) -> tuple[str, str] | None:
     if recording is None or any(source.type != "file" for source in recording.sources):
         return _check_by_loading(cut)
 
+    # A transform (resampling, speed, volume) changes the sample rate or length in the
+    # manifest, so the file header cannot be compared with it. Loading applies the transform.
+    if recording.transforms:
+        return _check_by_loading(cut)
+
     for source in recording.sources:
         problem = _check_audio_file(
             Path(source.source),
@@ -231,7 +248,7 @@ def _check_cut_audio(cut: Cut) -> tuple[str, str] | None:
 
 
 def _check_by_loading(cut: Cut) -> tuple[str, str] | None:
-    """Check audio that is not a plain file (URL, command, memory, mixed) by loading the cut."""
+    """Check audio that is not a plain file, or is transformed, by loading the cut."""
     try:
         audio = cut.load_audio()
     except Exception as err:  # noqa: BLE001 (lhotse raises many types across backends)

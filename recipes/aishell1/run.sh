@@ -26,6 +26,7 @@ set -euo pipefail
 stage=0
 stop_stage=6
 mini=false                       # true: use the embedded synthetic corpus instead of AISHELL-1
+mini_scale=full                  # full (the demo) or tiny (a few utterances, for tests)
 corpus_dir=download              # holds data_aishell.tgz and resource_aishell.tgz
 data_url=https://www.openslr.org/resources/33
 model=brst_adm                   # a config name under conf/model/
@@ -70,7 +71,7 @@ mkdir -p "$manifests" "$lang" "$exp_dir"
 if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
   if [ "$mini" = true ]; then
     log "Stage 0: build the embedded mini corpus in $corpus_dir"
-    $python -m asr.data.mini_aishell --out-dir "$corpus_dir"
+    $python -m asr.bin.make_mini_aishell --out-dir "$corpus_dir" --scale "$mini_scale"
   else
     log "Stage 0: download AISHELL-1 to $corpus_dir"
     $python -m asr.bin.prepare download --corpus-dir "$corpus_dir" --base-url "$data_url"

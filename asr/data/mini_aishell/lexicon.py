@@ -16,14 +16,13 @@ _SYLLABLE_RE = re.compile(r"([a-z]+)([1-5])")
 def pinyin_to_phones(syllable: str) -> tuple[str, str]:
     """Convert a toned pinyin syllable to (initial, final+tone) as in AISHELL's lexicon.txt.
 
-    Zero-initial syllables get the pseudo initials aa/ee/oo/ii/uu/vv; ü is written v; the apical
+    Zero-initial syllables get the pseudo initials aa/ee/oo/ii/uu/vv, ü is written v, and the apical
     vowel is ix after zh/ch/sh/r and iy after z/c/s: yuan2 -> (vv, van2), shi4 -> (sh, ix4).
     """
     match = _SYLLABLE_RE.fullmatch(syllable)
     if match is None:
         raise ValueError(f"Invalid pinyin syllable {syllable!r}; expected letters then a tone 1-5, e.g. 'hang2'.")
     letters, tone = match.groups()
-    letters = letters.replace("ü", "v")
 
     if letters.startswith("yu"):
         return "vv", "v" + letters[2:] + tone
@@ -36,7 +35,9 @@ def pinyin_to_phones(syllable: str) -> tuple[str, str]:
     if letters[0] in "aeo":
         return letters[0] * 2, letters + tone
 
-    initial = next(prefix for prefix in _INITIALS if letters.startswith(prefix))
+    initial = next((prefix for prefix in _INITIALS if letters.startswith(prefix)), None)
+    if initial is None:
+        raise ValueError(f"Pinyin syllable {syllable!r} starts with no Mandarin initial.")
     final = letters[len(initial):]
     if final == "i" and initial in ("zh", "ch", "sh", "r"):
         final = "ix"
