@@ -1,4 +1,4 @@
-"""Reproducible .tar.gz writing: sorted members, fixed owner and mtime, gzip header without name or time."""
+"""Reproducible .tar.gz files: sorted members, fixed owner and mtime, no name or time in gzip."""
 
 from __future__ import annotations
 
@@ -24,15 +24,23 @@ def _member(name: str, size: int, is_dir: bool) -> tarfile.TarInfo:
 
 
 def write_tar_gz(path: Path, files: Mapping[str, bytes | Path]) -> None:
-    """Write a reproducible .tar.gz at `path` from archive name -> content (bytes, or a file to copy).
+    """Write a reproducible .tar.gz at `path` from archive name -> content (bytes, or a file).
 
     Parent directories are added as directory members, and all members are sorted by name. The
     archive is written to a temporary name first and renamed into place.
     """
-    directories = {str(parent) for name in files for parent in PurePosixPath(name).parents if str(parent) != "."}
+    directories = {
+        str(parent)
+        for name in files
+        for parent in PurePosixPath(name).parents
+        if str(parent) != "."
+    }
     partial = path.with_name(path.name + ".partial")
 
-    with open(partial, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as compressed:
+    with (
+        open(partial, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as compressed,
+    ):
         with tarfile.open(fileobj=compressed, mode="w", format=tarfile.GNU_FORMAT) as archive:
             for name in sorted(directories | set(files)):
                 if name not in files:

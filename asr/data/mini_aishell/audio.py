@@ -1,4 +1,4 @@
-"""Turns raw espeak-ng output into a recording: trimming, resampling to 16 kHz, speaker channel and noise floor."""
+"""Turns espeak-ng output into a recording: trim, resample to 16 kHz, channel, noise floor."""
 
 from __future__ import annotations
 
@@ -20,11 +20,18 @@ def _kaiser(x: np.ndarray, beta: float) -> np.ndarray:
     return values
 
 
-def resample(samples: np.ndarray, orig_rate: int, new_rate: int, zero_crossings: int = 16, rolloff: float = 0.94) -> np.ndarray:
-    """Resample float `samples` `(N,)` from `orig_rate` to `new_rate` Hz with a Kaiser-windowed sinc filter.
+def resample(
+    samples: np.ndarray,
+    orig_rate: int,
+    new_rate: int,
+    zero_crossings: int = 16,
+    rolloff: float = 0.94,
+) -> np.ndarray:
+    """Resample float `samples` `(N,)` from `orig_rate` to `new_rate` Hz with a windowed sinc.
 
-    Pure numpy, so the result is bit-identical from run to run on one machine. `zero_crossings` is the
-    filter half-width in zero crossings; `rolloff` puts the cutoff at that fraction of the lower Nyquist.
+    The filter is a Kaiser-windowed sinc of `zero_crossings` zero crossings per side, with its
+    cutoff at `rolloff` times the lower Nyquist frequency. Pure numpy, so the output is
+    bit-identical from run to run on one machine.
     """
     divisor = math.gcd(orig_rate, new_rate)
     up, down = new_rate // divisor, orig_rate // divisor
@@ -34,31 +41,36 @@ def resample(samples: np.ndarray, orig_rate: int, new_rate: int, zero_crossings:
     half_width = math.ceil(zero_crossings / (2 * cutoff))
     taps = 2 * half_width
 
-    # Output sample n sits at input position n*down/up; row `phase` holds the taps for fraction phase/up.
+    # Output sample n sits at input position n*down/up. Row `phase` of the table contains the taps
+    # for the fractional position phase/up.
     offsets = np.arange(up)[:, None] / up + (half_width - 1) - np.arange(taps)[None, :]
     table = 2 * cutoff * np.sinc(2 * cutoff * offsets) * _kaiser(offsets / half_width, beta=8.0)
     table /= table.sum(axis=1, keepdims=True)
 
     num_out = math.ceil(len(samples) * up / down)
-    padded = np.concatenate([np.zeros(half_width), samples.astype(np.float64), np.zeros(half_width + 1)])
+    padded = np.concatenate(
+        [np.zeros(half_width), samples.astype(np.float64), np.zeros(half_width + 1)]
+    )
     output = np.empty(num_out)
     block = 8192
     for start in range(0, num_out, block):
         positions = np.arange(start, min(start + block, num_out)) * down
         base, phase = positions // up, positions % up
         gathered = padded[base[:, None] + 1 + np.arange(taps)[None, :]]
-        output[start:start + len(positions)] = (gathered * table[phase]).sum(axis=1)
+        output[start : start + len(positions)] = (gathered * table[phase]).sum(axis=1)
     return output
 
 
-def trim_silence(samples: np.ndarray, sample_rate: int, threshold: float = 0.02, margin_s: float = 0.01) -> np.ndarray:
-    """Cut leading and trailing samples below `threshold` times the peak, keeping `margin_s` seconds."""
+def trim_silence(
+    samples: np.ndarray, sample_rate: int, threshold: float = 0.02, margin_s: float = 0.01
+) -> np.ndarray:
+    """Cut leading and trailing samples below `threshold` times the peak, keeping `margin_s` s."""
     peak = np.max(np.abs(samples)) if len(samples) else 0.0
     if peak == 0.0:
         return samples[:0]
     loud = np.flatnonzero(np.abs(samples) >= threshold * peak)
     margin = int(margin_s * sample_rate)
-    return samples[max(0, loud[0] - margin): loud[-1] + 1 + margin]
+    return samples[max(0, loud[0] - margin) : loud[-1] + 1 + margin]
 
 
 def make_recording(
@@ -76,7 +88,7 @@ def make_recording(
     """
     speech = trim_silence(synthesized.astype(np.float64) / 32768.0, synth_rate)
     if len(speech) == 0:
-        raise ValueError("espeak-ng returned silence")
+        raise ValueError("espeak-ng returned only silence")
     speech = resample(speech, synth_rate, sample_rate)
 
     speech[1:] += profile.tilt * speech[:-1]

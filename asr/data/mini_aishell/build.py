@@ -1,4 +1,4 @@
-"""Builds data_aishell.tgz and resource_aishell.tgz of the mini AISHELL-1 corpus, skipping an up-to-date build."""
+"""Builds data_aishell.tgz and resource_aishell.tgz of the mini AISHELL-1 corpus."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import json
 import logging
 import multiprocessing
 import tempfile
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 import wave
 from dataclasses import dataclass, field
 from importlib import metadata
+from operator import attrgetter
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +38,12 @@ TRANSCRIPT_PATH = "data_aishell/transcript/aishell_transcript_v0.8.txt"
 UTTERANCE_PREFIX = "BAC009"
 FIRST_UTTERANCE_NUMBER = 121
 
+_SPAWN = multiprocessing.get_context("spawn")
+
 
 @dataclass(frozen=True)
 class ScaleSpec:
-    """Speakers and utterances per speaker of each split, as split -> (speakers, utterances per speaker)."""
+    """Size of each split, as split -> (speakers, utterances per speaker)."""
 
     splits: dict[str, tuple[int, int]]
 
@@ -51,7 +56,7 @@ SCALES: dict[str, ScaleSpec] = {
 
 @dataclass(frozen=True)
 class SpeakerTask:
-    """The utterances one worker process synthesizes for one speaker, as (utterance id, words) pairs."""
+    """One speaker's utterances, as (utterance id, words) pairs, for one worker process."""
 
     profile: SpeakerProfile
     utterances: tuple[tuple[str, tuple[str, ...]], ...]
@@ -61,7 +66,7 @@ class SpeakerTask:
 
 @dataclass
 class SpeakerResult:
-    """What a worker wrote: the speaker archive, the utterances in it and their total duration in seconds."""
+    """Output of one worker: the speaker archive, its transcripts and their duration in seconds."""
 
     speaker: str
     split: str
@@ -82,14 +87,20 @@ def _wav_bytes(samples: np.ndarray) -> bytes:
 
 
 def _synthesize_speaker(task: SpeakerTask) -> SpeakerResult:
-    """Synthesize one speaker's utterances into `<staging_dir>/<speaker>.tar.gz` (runs in a fresh process)."""
+    """Synthesize one speaker's utterances into `<staging_dir>/<speaker>.tar.gz`.
+
+    Runs in a fresh process, because libespeak-ng output depends on what the process synthesized
+    before.
+    """
     profile = task.profile
     engine = get_engine()
-    result = SpeakerResult(speaker=profile.speaker, split=profile.split, archive=str(Path(task.staging_dir) / f"{profile.speaker}.tar.gz"))
+    archive = Path(task.staging_dir) / f"{profile.speaker}.tar.gz"
+    result = SpeakerResult(speaker=profile.speaker, split=profile.split, archive=str(archive))
 
     files: dict[str, bytes] = {}
     for index, (utterance_id, words) in enumerate(task.utterances):
         rng = np.random.default_rng([task.seed, int(profile.speaker[1:]), index])
+        # Per-utterance prosody jitter of +-8 words per minute and +-4 pitch steps.
         rate = profile.rate + int(rng.integers(-8, 9))
         pitch = int(np.clip(profile.pitch + rng.integers(-4, 5), 0, 99))
         text = "".join(words)
@@ -107,16 +118,19 @@ def _synthesize_speaker(task: SpeakerTask) -> SpeakerResult:
         result.transcripts[utterance_id] = " ".join(words)
         result.seconds += len(recording) / SAMPLE_RATE
 
-    write_tar_gz(Path(result.archive), files)
+    write_tar_gz(archive, files)
     return result
 
 
 def _plan(scale: ScaleSpec, seed: int, staging_dir: Path) -> list[SpeakerTask]:
-    """Assign distinct sentences to speakers: test and dev first, so no dev or test sentence is in train."""
+    """Assign distinct sentences to speakers, so that no dev or test sentence occurs in train."""
     speakers = {split: speakers_of_split(split, scale.splits[split][0]) for split in SPLITS}
     for split in SPLITS:
         if len(speakers[split]) < scale.splits[split][0]:
-            raise ValueError(f"Scale asks for {scale.splits[split][0]} {split} speakers but only {len(speakers[split])} exist.")
+            raise ValueError(
+                f"The scale requests {scale.splits[split][0]} {split} speakers but speakers.py "
+                f"defines {len(speakers[split])}; add profiles there or lower the scale."
+            )
 
     total = sum(count * per_speaker for count, per_speaker in scale.splits.values())
     pool = iter(sentence_pool(total, seed, load_vocabulary()))
@@ -125,36 +139,130 @@ def _plan(scale: ScaleSpec, seed: int, staging_dir: Path) -> list[SpeakerTask]:
     for split in ("test", "dev", "train"):
         for profile in speakers[split]:
             utterances = tuple(
-                (f"{UTTERANCE_PREFIX}{profile.speaker}W{FIRST_UTTERANCE_NUMBER + index:04d}", tuple(next(pool)))
+                (
+                    f"{UTTERANCE_PREFIX}{profile.speaker}W{FIRST_UTTERANCE_NUMBER + index:04d}",
+                    tuple(next(pool)),
+                )
                 for index in range(scale.splits[split][1])
             )
             tasks.append(SpeakerTask(profile, utterances, seed, str(staging_dir)))
 
-    train_chars = {char for task in tasks if task.profile.split == "train" for _, words in task.utterances for char in "".join(words)}
-    unseen = sorted({char for task in tasks if task.profile.split != "train" for _, words in task.utterances for char in "".join(words)} - train_chars)
-    if unseen and scale.splits["train"][0] * scale.splits["train"][1] >= 1000:
-        logger.warning("%d dev/test characters never occur in train: %s", len(unseen), "".join(unseen))
-
     # Longest tasks first keeps both workers busy until the end.
     return sorted(tasks, key=lambda task: (-len(task.utterances), task.profile.speaker))
+
+
+def _characters(tasks: list[SpeakerTask], splits: tuple[str, ...]) -> set[str]:
+    return {
+        char
+        for task in tasks
+        if task.profile.split in splits
+        for _, words in task.utterances
+        for char in "".join(words)
+    }
+
+
+def _build_data_archive(
+    out_dir: Path, scale: ScaleSpec, seed: int, workers: int
+) -> list[SpeakerResult]:
+    """Synthesize all speakers and pack their archives with the transcript into data_aishell.tgz."""
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".mini_aishell-") as staging:
+        tasks = _plan(scale, seed, Path(staging))
+        unseen = sorted(_characters(tasks, ("dev", "test")) - _characters(tasks, ("train",)))
+        # Small scales such as "tiny" cannot cover the vocabulary, so only larger ones warn.
+        if unseen and scale.splits["train"][0] * scale.splits["train"][1] >= 1000:
+            logger.warning(
+                "%d dev/test characters never occur in train: %s", len(unseen), "".join(unseen)
+            )
+
+        results = sorted(_run_workers(tasks, workers), key=lambda result: result.speaker)
+        transcripts = {
+            utterance: words
+            for result in results
+            for utterance, words in result.transcripts.items()
+        }
+        transcript = "".join(
+            f"{utterance} {transcripts[utterance]}\n" for utterance in sorted(transcripts)
+        )
+
+        files: dict[str, bytes | Path] = {TRANSCRIPT_PATH: transcript.encode()}
+        files.update(
+            {
+                f"data_aishell/wav/{result.speaker}.tar.gz": Path(result.archive)
+                for result in results
+            }
+        )
+        write_tar_gz(out_dir / DATA_ARCHIVE, files)
+    return results
+
+
+def _summarize(results: list[SpeakerResult]) -> dict[str, dict[str, float]]:
+    """Count speakers, utterances and hours per split, and raise if a split has no utterance."""
+    skipped = [utterance for result in results for utterance in result.skipped]
+    if skipped:
+        logger.warning(
+            "Skipped %d utterances that espeak-ng failed to synthesize: %s",
+            len(skipped),
+            ", ".join(skipped),
+        )
+
+    summary = {}
+    for split in SPLITS:
+        split_results = [result for result in results if result.split == split]
+        utterances = sum(len(result.transcripts) for result in split_results)
+        if utterances == 0:
+            raise RuntimeError(
+                f"No {split} utterance was synthesized; the warnings above show the espeak-ng "
+                "errors."
+            )
+        summary[split] = {
+            "speakers": len(split_results),
+            "utterances": utterances,
+            "hours": round(sum(result.seconds for result in split_results) / 3600, 4),
+        }
+        logger.info("Mini AISHELL-1 %s: %s", split, summary[split])
+    return summary
+
+
+def _run_in_fresh_process(task: SpeakerTask) -> SpeakerResult:
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=_SPAWN) as executor:
+            return executor.submit(_synthesize_speaker, task).result()
+    except BrokenProcessPool as error:
+        raise RuntimeError(
+            f"The synthesis process of speaker {task.profile.speaker} died, either in "
+            "libespeak-ng or at start-up: spawned processes re-import the main module, so run "
+            "the build from a file or with `python -m`, not from standard input."
+        ) from error
 
 
 def _run_workers(tasks: list[SpeakerTask], workers: int) -> list[SpeakerResult]:
     # libespeak-ng carries synthesizer state from one utterance to the next, so each speaker gets a
     # freshly spawned process (never a fork of a process that may have used espeak-ng) and
     # synthesizes its utterances in a fixed order. That makes the audio independent of scheduling.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(processes=max(1, min(workers, len(tasks))), maxtasksperchild=1) as pool:
-        progress = tqdm(pool.imap(_synthesize_speaker, tasks), total=len(tasks), unit="speaker", desc="Synthesizing")
+    # A process that dies fails the build, where multiprocessing.Pool would restart it forever.
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(tasks)))) as threads:
+        progress = tqdm(
+            threads.map(_run_in_fresh_process, tasks),
+            total=len(tasks),
+            unit="speaker",
+            desc="Synthesizing",
+        )
         return list(progress)
 
 
 def _stamp(scale: str, seed: int) -> dict:
+    try:
+        espeak_version = metadata.version("espeakng-loader")
+    except metadata.PackageNotFoundError as error:
+        raise RuntimeError(
+            "The mini AISHELL-1 corpus needs espeak-ng: pip install espeakng-loader"
+        ) from error
+
     return {
         "generator_version": GENERATOR_VERSION,
         "scale": scale,
         "seed": seed,
-        "espeakng_loader": metadata.version("espeakng-loader"),
+        "espeakng_loader": espeak_version,
     }
 
 
@@ -163,25 +271,40 @@ def _is_built(out_dir: Path, stamp: dict) -> bool:
     if not stamp_path.is_file():
         return False
 
-    recorded = json.loads(stamp_path.read_text(encoding="utf-8"))
+    try:
+        recorded = json.loads(stamp_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        logger.warning("Ignoring unreadable stamp %s (%s); rebuilding.", stamp_path, error)
+        return False
     if recorded.get("parameters") != stamp:
         return False
     sizes = recorded.get("archive_bytes", {})
-    return all((out_dir / name).is_file() and (out_dir / name).stat().st_size == sizes.get(name) for name in (DATA_ARCHIVE, RESOURCE_ARCHIVE))
+    return all(
+        (out_dir / name).is_file() and (out_dir / name).stat().st_size == sizes.get(name)
+        for name in (DATA_ARCHIVE, RESOURCE_ARCHIVE)
+    )
 
 
 def _write_resources(out_dir: Path, profiles: list[SpeakerProfile]) -> None:
     lexicon = "\n".join(lexicon_lines(load_vocabulary())) + "\n"
     # speaker.info lists the speaker number without its "S" prefix, then the gender.
-    speaker_info = "".join(f"{profile.speaker[1:]} {profile.gender}\n" for profile in sorted(profiles, key=lambda p: p.speaker))
+    speaker_info = "".join(
+        f"{profile.speaker[1:]} {profile.gender}\n"
+        for profile in sorted(profiles, key=attrgetter("speaker"))
+    )
     write_tar_gz(
         out_dir / RESOURCE_ARCHIVE,
-        {"resource_aishell/lexicon.txt": lexicon.encode(), "resource_aishell/speaker.info": speaker_info.encode()},
+        {
+            "resource_aishell/lexicon.txt": lexicon.encode(),
+            "resource_aishell/speaker.info": speaker_info.encode(),
+        },
     )
 
 
-def make_mini_aishell(out_dir: str | Path, scale: str = "full", seed: int = 0, workers: int = 2) -> Path:
-    """Write `out_dir`/data_aishell.tgz and `out_dir`/resource_aishell.tgz in the AISHELL-1 release layout.
+def make_mini_aishell(
+    out_dir: str | Path, scale: str = "full", seed: int = 0, workers: int = 2
+) -> Path:
+    """Write `out_dir`/data_aishell.tgz and resource_aishell.tgz in the AISHELL-1 release layout.
 
     Returns `out_dir`. A previous build with the same scale, seed, generator version and espeak-ng
     package is kept as it is (see the stamp file next to the archives). `workers` is the number of
@@ -194,40 +317,34 @@ def make_mini_aishell(out_dir: str | Path, scale: str = "full", seed: int = 0, w
 
     stamp = _stamp(scale, seed)
     if _is_built(out_dir, stamp):
-        logger.info("Mini AISHELL-1 (%s, seed %d) is already in %s; skipping generation.", scale, seed, out_dir)
+        logger.info(
+            "Mini AISHELL-1 (%s, seed %d) is already in %s; skipping generation.",
+            scale,
+            seed,
+            out_dir,
+        )
         return out_dir
     (out_dir / STAMP_FILE).unlink(missing_ok=True)
 
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".mini_aishell-") as staging:
-        tasks = _plan(SCALES[scale], seed, Path(staging))
-        results = sorted(_run_workers(tasks, workers), key=lambda result: result.speaker)
-
-        transcripts = {utterance: words for result in results for utterance, words in result.transcripts.items()}
-        transcript = "".join(f"{utterance} {transcripts[utterance]}\n" for utterance in sorted(transcripts))
-        files: dict[str, bytes | Path] = {TRANSCRIPT_PATH: transcript.encode()}
-        files.update({f"data_aishell/wav/{result.speaker}.tar.gz": Path(result.archive) for result in results})
-        write_tar_gz(out_dir / DATA_ARCHIVE, files)
-
-    _write_resources(out_dir, [task.profile for task in tasks])
-
-    skipped = [utterance for result in results for utterance in result.skipped]
-    if skipped:
-        logger.warning("Skipped %d utterances that espeak-ng failed to synthesize: %s", len(skipped), ", ".join(skipped))
-
-    summary = {}
-    for split in SPLITS:
-        split_results = [result for result in results if result.split == split]
-        summary[split] = {
-            "speakers": len(split_results),
-            "utterances": sum(len(result.transcripts) for result in split_results),
-            "hours": round(sum(result.seconds for result in split_results) / 3600, 4),
-        }
-        logger.info("Mini AISHELL-1 %s: %s", split, summary[split])
+    results = _build_data_archive(out_dir, SCALES[scale], seed, workers)
+    summary = _summarize(results)
+    _write_resources(
+        out_dir,
+        [
+            profile
+            for split in SPLITS
+            for profile in speakers_of_split(split, SCALES[scale].splits[split][0])
+        ],
+    )
 
     record = {
         "parameters": stamp,
-        "archive_bytes": {name: (out_dir / name).stat().st_size for name in (DATA_ARCHIVE, RESOURCE_ARCHIVE)},
+        "archive_bytes": {
+            name: (out_dir / name).stat().st_size for name in (DATA_ARCHIVE, RESOURCE_ARCHIVE)
+        },
         "splits": summary,
     }
-    (out_dir / STAMP_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (out_dir / STAMP_FILE).write_text(
+        json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
     return out_dir

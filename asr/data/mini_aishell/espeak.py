@@ -1,9 +1,10 @@
-"""ctypes binding to libespeak-ng as shipped by the `espeakng-loader` wheel: Mandarin synthesis and phonemes."""
+"""ctypes binding to the libespeak-ng of the espeakng-loader wheel: Mandarin audio and phonemes."""
 
 from __future__ import annotations
 
 import ctypes
 import logging
+from ctypes import POINTER, c_char_p, c_int, c_long, c_short, c_size_t, c_uint, c_void_p
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +23,32 @@ _PARAM_PITCH = 3
 _PARAM_RANGE = 4
 _EE_OK = 0
 
-_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+_SynthCallback = ctypes.CFUNCTYPE(c_int, POINTER(c_short), c_int, c_void_p)
+
+# Argument and return types of the speak_lib.h functions used here.
+_SIGNATURES = {
+    "espeak_Initialize": ([c_int, c_int, c_char_p, c_int], c_int),
+    "espeak_Info": ([c_void_p], c_char_p),
+    "espeak_SetSynthCallback": ([_SynthCallback], None),
+    "espeak_SetVoiceByName": ([c_char_p], c_int),
+    "espeak_SetParameter": ([c_int, c_int, c_int], c_int),
+    "espeak_ng_SetRandSeed": ([c_long], c_int),
+    "espeak_Synth": (
+        [c_char_p, c_size_t, c_uint, c_int, c_uint, c_uint, c_void_p, c_void_p],
+        c_int,
+    ),
+    "espeak_Synchronize": ([], c_int),
+    "espeak_TextToPhonemes": ([POINTER(c_char_p), c_int, c_int], c_char_p),
+}
 
 _engine: EspeakEngine | None = None
 
 
 class EspeakEngine:
-    """The process-wide libespeak-ng instance, driven in synchronous mode with a sample-collecting callback.
+    """The process-wide libespeak-ng, in synchronous mode with a callback that collects samples.
 
-    libespeak-ng keeps its synthesizer state in C globals (pitch flutter phase, filter memories), so the
-    audio of an utterance depends on what the process synthesized before. Callers that need
+    libespeak-ng keeps synthesizer state in C globals (pitch flutter phase, filter memories), so
+    the audio of an utterance depends on what the process synthesized before. Callers that need
     reproducible audio must run a fixed sequence of utterances in a fresh process.
     """
 
@@ -39,11 +56,13 @@ class EspeakEngine:
         self._lib = ctypes.CDLL(library_path)
         self._declare_signatures()
 
-        sample_rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), _INITIALIZE_DONT_EXIT)
+        sample_rate = self._lib.espeak_Initialize(
+            _AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), _INITIALIZE_DONT_EXIT
+        )
         if sample_rate != ESPEAK_SAMPLE_RATE:
             raise RuntimeError(
-                f"espeak_Initialize with data {data_path} returned {sample_rate}, expected sample rate "
-                f"{ESPEAK_SAMPLE_RATE}; reinstall the espeakng-loader package."
+                f"espeak_Initialize with data {data_path} returned {sample_rate}, expected "
+                f"sample rate {ESPEAK_SAMPLE_RATE}; reinstall the espeakng-loader package."
             )
 
         self._chunks: list[np.ndarray] = []
@@ -52,57 +71,55 @@ class EspeakEngine:
         self._libc_srand = ctypes.CDLL(None).srand
         self.version = self._lib.espeak_Info(None).decode()
 
-        # espeak_TextToPhonemes dereferences the current voice's translator, so one must always be set.
+        # espeak_TextToPhonemes dereferences the current voice's translator and crashes without one.
         self.set_voice("cmn", rate=175, pitch=50, pitch_range=50)
 
     def _declare_signatures(self) -> None:
-        lib = self._lib
-        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        lib.espeak_Initialize.restype = ctypes.c_int
-        lib.espeak_Info.argtypes = [ctypes.c_void_p]
-        lib.espeak_Info.restype = ctypes.c_char_p
-        lib.espeak_SetSynthCallback.argtypes = [_SynthCallback]
-        lib.espeak_SetSynthCallback.restype = None
-        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        lib.espeak_SetVoiceByName.restype = ctypes.c_int
-        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        lib.espeak_SetParameter.restype = ctypes.c_int
-        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
-        lib.espeak_ng_SetRandSeed.restype = ctypes.c_int
-        lib.espeak_Synth.argtypes = [
-            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
-            ctypes.c_void_p, ctypes.c_void_p,
-        ]
-        lib.espeak_Synth.restype = ctypes.c_int
-        lib.espeak_Synchronize.restype = ctypes.c_int
-        lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
-        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        for name, (argtypes, restype) in _SIGNATURES.items():
+            function = getattr(self._lib, name)
+            function.argtypes = argtypes
+            function.restype = restype
 
-    def _collect(self, samples: ctypes.POINTER(ctypes.c_short), num_samples: int, events: int) -> int:
+    def _collect(self, samples: POINTER(c_short), num_samples: int, events: int) -> int:
         if num_samples > 0:
             self._chunks.append(np.ctypeslib.as_array(samples, shape=(num_samples,)).copy())
         return 0
 
     def set_voice(self, name: str, rate: int, pitch: int, pitch_range: int) -> None:
-        """Select a voice such as "cmn" or "cmn+f2"; `rate` in words per minute, `pitch` and `pitch_range` in 0..99."""
-        if self._lib.espeak_SetVoiceByName(name.encode()) != _EE_OK:
-            raise ValueError(f"espeak-ng voice {name!r} not found in its data; use a name listed by `espeak-ng --voices`.")
+        """Select a voice such as "cmn" or "cmn+f2" and its prosody.
 
-        for parameter, value in ((_PARAM_RATE, rate), (_PARAM_PITCH, pitch), (_PARAM_RANGE, pitch_range)):
+        `rate` is in words per minute; `pitch` and `pitch_range` are on espeak-ng's 0..99 scale.
+        """
+        if self._lib.espeak_SetVoiceByName(name.encode()) != _EE_OK:
+            raise ValueError(
+                f"espeak-ng voice {name!r} not found; use a language code plus a variant of "
+                "espeak-ng-data/voices/!v, e.g. 'cmn+f2'."
+            )
+
+        for parameter, value in (
+            (_PARAM_RATE, rate),
+            (_PARAM_PITCH, pitch),
+            (_PARAM_RANGE, pitch_range),
+        ):
             if self._lib.espeak_SetParameter(parameter, value, 0) != _EE_OK:
-                raise ValueError(f"espeak-ng rejected parameter {parameter} = {value} for voice {name!r}.")
+                raise ValueError(
+                    f"espeak-ng rejected parameter {parameter} = {value} for voice {name!r}."
+                )
 
     def synthesize(self, text: str, seed: int) -> np.ndarray:
-        """Synthesize UTF-8 `text` with the current voice; returns int16 samples `(N,)` at 22050 Hz.
+        """Synthesize `text` with the current voice into int16 samples `(N,)` at 22050 Hz.
 
-        `seed` seeds espeak-ng's own noise generator and libc `rand()`, both of which add breath noise.
+        `seed` reseeds espeak-ng's noise generator (breath and Klatt noise). libc `rand()` is
+        reseeded as well, because the bundled library imports it.
         """
         self._lib.espeak_ng_SetRandSeed(seed)
         self._libc_srand(seed)
         self._chunks = []
 
         encoded = text.encode()
-        status = self._lib.espeak_Synth(encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+        status = self._lib.espeak_Synth(
+            encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
+        )
         if status != _EE_OK:
             raise RuntimeError(f"espeak_Synth failed with status {status} on text {text!r}.")
         self._lib.espeak_Synchronize()
@@ -112,14 +129,15 @@ class EspeakEngine:
         return np.concatenate(self._chunks)
 
     def phonemes(self, text: str) -> str:
-        """Return espeak-ng's phoneme mnemonics of `text` in the current voice's language.
+        """Translate `text` into espeak-ng phoneme mnemonics in the current voice's language.
 
-        Clauses are joined by spaces and words end with "_|"."""
-        buffer = ctypes.c_char_p(text.encode())
+        Clauses are joined by spaces and words end with "_|".
+        """
+        buffer = c_char_p(text.encode())
         cursor = ctypes.pointer(buffer)
 
         clauses = []
-        # espeak_TextToPhonemes translates one clause per call and advances the cursor, NULL at the end.
+        # Each call translates one clause and advances the cursor, which is NULL after the last one.
         while cursor.contents.value:
             clauses.append(self._lib.espeak_TextToPhonemes(cursor, _CHARS_UTF8, 0).decode())
         return " ".join(clauses)
@@ -131,13 +149,16 @@ def espeak_paths() -> tuple[str, str]:
         import espeakng_loader
     except ImportError as error:
         raise RuntimeError(
-            "The mini AISHELL-1 corpus needs the espeakng-loader package: pip install espeakng-loader"
+            "The mini AISHELL-1 corpus needs espeak-ng: pip install espeakng-loader"
         ) from error
 
     library_path = espeakng_loader.get_library_path()
     data_path = espeakng_loader.get_data_path()
     if not (Path(data_path) / "cmn_dict").is_file():
-        raise RuntimeError(f"{data_path} has no cmn_dict, so espeak-ng cannot speak Mandarin; reinstall espeakng-loader.")
+        raise RuntimeError(
+            f"{data_path} has no cmn_dict, so espeak-ng cannot speak Mandarin; "
+            "reinstall espeakng-loader."
+        )
     return library_path, data_path
 
 

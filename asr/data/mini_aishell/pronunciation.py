@@ -1,4 +1,4 @@
-"""Per-character pronunciations as espeak-ng speaks them, to find homophones that no acoustic model can tell apart."""
+"""Per-character syllables as espeak-ng speaks them, to find homophones a model cannot separate."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 
 from asr.data.mini_aishell.espeak import EspeakEngine
 
-# Vowel letters of espeak-ng's Mandarin phoneme mnemonics; a syllable's tone digits follow its vowel.
+# Vowel letters of espeak-ng's Mandarin phonemes. A syllable's tone digits follow its vowel.
 _VOWELS = frozenset("aAeEiIoOuUy@&3V")
 _TONE_RE = re.compile(r"(\D*?)(\d+)")
 
 
 def split_syllables(phonemes: str) -> list[str]:
-    """Split espeak-ng Mandarin phonemes into syllables such as "tS;iA55" or "XA35N", stress marks removed.
+    """Split espeak-ng Mandarin phonemes into syllables such as "tS;iA55" or "XA35N", unstressed.
 
-    espeak-ng writes the tone digits after the vowel and a nasal coda after the tone, so an "n" after
-    the digits ends the syllable unless a vowel follows it ("ji51n'iE35n" is yi4 + nian2).
+    espeak-ng writes the tone digits after the vowel and a nasal coda after the tone, so an "n"
+    after the digits ends the syllable unless a vowel follows it ("ji51n'iE35n" is yi4 + nian2).
     """
     syllables: list[str] = []
     for word in re.split(r"[_| ]+", phonemes):
@@ -27,10 +27,12 @@ def split_syllables(phonemes: str) -> list[str]:
             continue
 
         parts = _TONE_RE.findall(word)
-        tail = word[sum(len(onset) + len(tone) for onset, tone in parts):]
+        tail = word[sum(len(onset) + len(tone) for onset, tone in parts) :]
         word_syllables: list[str] = []
         for onset, tone in parts:
-            starts_with_coda = onset[:1] == "N" or (onset[:1] == "n" and onset[1:2] != "" and onset[1] not in _VOWELS)
+            starts_with_coda = onset[:1] == "N" or (
+                onset[:1] == "n" and onset[1:2] != "" and onset[1] not in _VOWELS
+            )
             if word_syllables and starts_with_coda:
                 word_syllables[-1] += onset[0]
                 onset = onset[1:]
@@ -43,7 +45,7 @@ def split_syllables(phonemes: str) -> list[str]:
 
 @dataclass
 class PronunciationReport:
-    """Surface syllables of each character over a set of sentences, and what breaks a one-to-one map."""
+    """Spoken syllables of each character over a set of sentences, and the unaligned sentences."""
 
     surfaces: dict[str, Counter] = field(default_factory=dict)
     unaligned: list[str] = field(default_factory=list)
@@ -54,10 +56,12 @@ class PronunciationReport:
         for char in sorted(self.surfaces):
             for syllable in sorted(self.surfaces[char]):
                 by_syllable[syllable].append(char)
-        return {syllable: chars for syllable, chars in sorted(by_syllable.items()) if len(chars) > 1}
+        return {
+            syllable: chars for syllable, chars in sorted(by_syllable.items()) if len(chars) > 1
+        }
 
     def variable_characters(self) -> dict[str, Counter]:
-        """Return the characters spoken with more than one syllable (neutral tone, tone sandhi, polyphones)."""
+        """Return the characters spoken as several syllables (neutral tone, sandhi, polyphones)."""
         return {char: counts for char, counts in sorted(self.surfaces.items()) if len(counts) > 1}
 
 

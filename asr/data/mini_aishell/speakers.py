@@ -1,4 +1,4 @@
-"""The synthetic speakers of the mini AISHELL-1 corpus: espeak-ng voice variants, prosody and channel per speaker."""
+"""The synthetic speakers of the mini AISHELL-1 corpus: espeak-ng voice, prosody and channel."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ SPLITS = ("train", "dev", "test")
 class SpeakerProfile:
     """Voice and channel settings that make one synthetic speaker.
 
-    `variant` is an espeak-ng voice variant applied to the Mandarin voice ("cmn+f2"); `rate` is in
-    words per minute, `pitch` and `pitch_range` in espeak-ng's 0..99 scale; `gain_db` is the level
-    relative to -20 dBFS RMS; `noise_dbfs` is the RMS of the white noise floor; `tilt` colors the
-    channel as y[n] = x[n] + tilt * x[n-1] (positive: duller, negative: brighter).
+    `variant` is an espeak-ng voice variant of the Mandarin voice ("f2" gives "cmn+f2"). `rate` is
+    in words per minute, and `pitch` and `pitch_range` are on espeak-ng's 0..99 scale. `gain_db`
+    is the speech level relative to -20 dBFS RMS and `noise_dbfs` the RMS of the white noise
+    floor. `tilt` colors the channel as y[n] = x[n] + tilt * x[n-1] (positive: duller).
     """
 
     speaker: str
@@ -62,5 +62,8 @@ def speakers_of_split(split: str, limit: int | None = None) -> list[SpeakerProfi
     """Return the first `limit` speakers (all when None) of `split`, in speaker id order."""
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
-    speakers = sorted((profile for profile in SPEAKERS if profile.split == split), key=lambda profile: profile.speaker)
+    speakers = sorted(
+        (profile for profile in SPEAKERS if profile.split == split),
+        key=lambda profile: profile.speaker,
+    )
     return speakers if limit is None else speakers[:limit]

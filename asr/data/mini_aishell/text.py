@@ -1,16 +1,13 @@
-"""Seeded news-style Mandarin sentences from the hand-written word list and templates of the mini AISHELL-1 corpus."""
+"""Seeded news-style Mandarin sentences from the hand-written word list and templates."""
 
 from __future__ import annotations
 
-import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
 from asr.data.mini_aishell.numerals import DIGITS, chinese_numeral
-
-logger = logging.getLogger(__name__)
 
 MIN_CHARS = 5
 MAX_CHARS = 15
@@ -35,7 +32,11 @@ class Vocabulary:
 
     def category(self, name: str) -> list[str]:
         """Return the words of category `name` and of its subcategories `name.*`, in file order."""
-        return [word.text for word in self.words if word.category == name or word.category.startswith(name + ".")]
+        return [
+            word.text
+            for word in self.words
+            if word.category == name or word.category.startswith(name + ".")
+        ]
 
     def characters(self) -> list[str]:
         """Return the sorted characters of all words."""
@@ -59,21 +60,30 @@ def load_vocabulary() -> Vocabulary:
         category, text, *pinyin = fields
         if len(pinyin) != len(text):
             raise ValueError(
-                f"words.txt line {number}: {text!r} has {len(text)} characters but {len(pinyin)} pinyin syllables; "
-                "give one syllable per character."
+                f"words.txt line {number}: {text!r} has {len(text)} characters but "
+                f"{len(pinyin)} pinyin syllables; give one syllable per character."
             )
         words.append(Word(text=text, pinyin=tuple(pinyin), category=category))
 
     known_words = {word.text for word in words}
-    known_slots = {word.category for word in words} | {word.category.split(".")[0] for word in words} | set(_BUILT_SLOTS)
+    known_slots = (
+        {word.category for word in words}
+        | {word.category.split(".")[0] for word in words}
+        | set(_BUILT_SLOTS)
+    )
     templates = []
     for number, tokens in _resource_lines("templates.txt"):
         for token in tokens:
             is_slot = token.startswith("{") and token.endswith("}")
             if is_slot and token[1:-1] not in known_slots:
-                raise ValueError(f"templates.txt line {number}: unknown slot {token}; add words of that category to words.txt.")
+                raise ValueError(
+                    f"templates.txt line {number}: unknown slot {token}; add words of that "
+                    "category to words.txt."
+                )
             if not is_slot and token not in known_words:
-                raise ValueError(f"templates.txt line {number}: word {token!r} is missing from words.txt.")
+                raise ValueError(
+                    f"templates.txt line {number}: word {token!r} is missing from words.txt."
+                )
         templates.append(tuple(tokens))
 
     return Vocabulary(words=tuple(words), templates=tuple(templates))
@@ -98,7 +108,13 @@ def _money(rng: random.Random, vocabulary: Vocabulary) -> list[str]:
 
 
 def _verb_object(rng: random.Random, vocabulary: Vocabulary, objects: int) -> list[str]:
-    classes = sorted({word.category.split(".", 1)[1] for word in vocabulary.words if word.category.startswith("verb.")})
+    classes = sorted(
+        {
+            word.category.split(".", 1)[1]
+            for word in vocabulary.words
+            if word.category.startswith("verb.")
+        }
+    )
     kind = rng.choice(classes)
     verb = rng.choice(vocabulary.category("verb." + kind))
     chosen = rng.sample(vocabulary.category("obj." + kind), objects)
@@ -117,15 +133,32 @@ _BUILT_SLOTS: dict[str, Callable[[random.Random, Vocabulary], list[str]]] = {
     "money": _money,
     "bignum": lambda rng, vocabulary: [chinese_numeral(rng.randint(2, 9999)), "万"],
     "degrees": lambda rng, vocabulary: [chinese_numeral(rng.randint(5, 39)), "度"],
-    "date": lambda rng, vocabulary: [chinese_numeral(rng.randint(1, 12)), "月", chinese_numeral(rng.randint(1, 28)), "号"],
-    "orgs": lambda rng, vocabulary: [_count(rng, 2, 99), "家", rng.choice(vocabulary.category("org"))],
-    "crowd": lambda rng, vocabulary: [_count(rng, 2, 999), "个", rng.choice(vocabulary.category("people"))],
-    "goods_count": lambda rng, vocabulary: [_count(rng, 2, 20), "个", rng.choice(vocabulary.category("obj.goods"))],
+    "date": lambda rng, vocabulary: [
+        chinese_numeral(rng.randint(1, 12)),
+        "月",
+        chinese_numeral(rng.randint(1, 28)),
+        "号",
+    ],
+    "orgs": lambda rng, vocabulary: [
+        _count(rng, 2, 99),
+        "家",
+        rng.choice(vocabulary.category("org")),
+    ],
+    "crowd": lambda rng, vocabulary: [
+        _count(rng, 2, 999),
+        "个",
+        rng.choice(vocabulary.category("people")),
+    ],
+    "goods_count": lambda rng, vocabulary: [
+        _count(rng, 2, 20),
+        "个",
+        rng.choice(vocabulary.category("obj.goods")),
+    ],
 }
 
 
 def generate_sentence(rng: random.Random, vocabulary: Vocabulary) -> list[str]:
-    """Draw one sentence of MIN_CHARS..MAX_CHARS characters as a list of words (AISHELL word segmentation)."""
+    """Draw one sentence of MIN_CHARS..MAX_CHARS characters as words, segmented as in AISHELL."""
     while True:
         words: list[str] = []
         for token in rng.choice(vocabulary.templates):
