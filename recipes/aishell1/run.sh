@@ -33,7 +33,8 @@ model=brst_adm                   # a config name under conf/model/
 trainer=cpu                      # cpu, gpu or ddp (conf/trainer/)
 experiment=""                    # conf/experiment/ file; --mini true defaults to "mini"
 train_opts=""                    # extra Hydra overrides for stage 3
-exp_dir=""                       # default: exp/<model>
+data_dir=""                      # manifests and tokenizer; default: data (data_mini with --mini)
+exp_dir=""                       # default: exp/<model> (exp/<model>_mini with --mini)
 max_duration=20                  # seconds; longer utterances are filtered out in stage 1
 avg_mode=best                    # best (lowest validation loss) or last (most recent epochs)
 avg_num=10
@@ -55,12 +56,12 @@ log() {
 }
 
 if [ "$mini" = true ]; then
-  data=data_mini
+  data=${data_dir:-data_mini}
   data_config=mini_aishell
   [ "$corpus_dir" = download ] && corpus_dir=download_mini
   [ -z "$experiment" ] && experiment=mini
 else
-  data=data
+  data=${data_dir:-data}
   data_config=aishell
 fi
 manifests=$data/manifests
@@ -108,6 +109,7 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
     log "Stage 3: train $model in $exp_dir"
     # shellcheck disable=SC2086
     $python -m asr.bin.train model="$model" data="$data_config" trainer="$trainer" \
+      data.manifest_dir="$manifests" data.loader.tokenizer="$lang/tokenizer.model" \
       exp_dir="$exp_dir" ${experiment:+experiment=$experiment} $train_opts
     touch "$exp_dir/.done.train"
   fi

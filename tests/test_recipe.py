@@ -1,0 +1,159 @@
+"""The AISHELL-1 recipe end to end on the tiny mini corpus, and resuming a killed training run."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_SH = REPO / "recipes" / "aishell1" / "run.sh"
+MODES = ("ctc_greedy_search", "ctc_prefix_beam_search", "attention", "attention_rescoring")
+
+pytestmark = pytest.mark.slow
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["PYTHON"] = sys.executable
+    return env
+
+
+def _run_recipe(tmp: Path, *options: str) -> subprocess.CompletedProcess:
+    command = [
+        "bash", str(RUN_SH), "--mini", "true", "--mini_scale", "tiny", "--model", "mini",
+        "--corpus_dir", str(tmp / "download"), "--data_dir", str(tmp / "data"),
+        "--exp_dir", str(tmp / "exp"), "--avg_num", "2", "--beam_size", "3", *options,
+    ]
+    return subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def recipe_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    tmp = tmp_path_factory.mktemp("recipe")
+    result = _run_recipe(
+        tmp,
+        "--train_opts",
+        "trainer.max_epochs=2 data.loader.num_workers=0 checkpoint.every_n_train_steps=2",
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return tmp, result
+
+
+def test_recipe_writes_every_stage_output(recipe_run) -> None:
+    tmp, _ = recipe_run
+    assert (tmp / "data" / "manifests" / "cuts_train.jsonl.gz").is_file()
+    assert (tmp / "data" / "lang_char" / "tokens.txt").is_file()
+    assert (tmp / "data" / "manifests" / "cmvn.json").is_file()
+    assert (tmp / "exp" / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp / "exp" / "avg_best2.pt").is_file()
+
+
+def test_recipe_decodes_all_modes(recipe_run) -> None:
+    tmp, _ = recipe_run
+    decode_dir = tmp / "exp" / "decode_test_avg_best2"
+    ref_ids = [line.split()[0] for line in (decode_dir / "ref.txt").read_text().splitlines()]
+    assert len(ref_ids) == 3
+    for mode in MODES:
+        hyp_lines = (decode_dir / mode / "text").read_text().splitlines()
+        assert [line.split(maxsplit=1)[0] for line in hyp_lines] == ref_ids, mode
+
+
+def test_recipe_prints_results_table(recipe_run) -> None:
+    tmp, result = recipe_run
+    table = (tmp / "exp" / "results_test.md").read_text()
+    for mode in MODES:
+        assert re.search(rf"\| {mode} \| \d+\.\d\d \|", table), mode
+    assert "| decoding mode | CER % |" in result.stdout
+
+
+def test_recipe_rerun_skips_done_stages(recipe_run) -> None:
+    tmp, _ = recipe_run
+    result = _run_recipe(tmp, "--stop_stage", "5")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "manifests in" in result.stdout and "are done, skipping" in result.stdout
+    assert "training in" in result.stdout and "is done, skipping" in result.stdout
+    assert "exists, skipping" in result.stdout
+
+
+def test_tokens_txt_starts_with_special_symbols(recipe_run) -> None:
+    tmp, _ = recipe_run
+    lines = (tmp / "data" / "lang_char" / "tokens.txt").read_text(encoding="utf-8").splitlines()
+    assert lines[:3] == ["<blank> 0", "<unk> 1", "<sos/eos> 2"]
+
+
+def test_averaged_model_keeps_cmvn(recipe_run) -> None:
+    tmp, _ = recipe_run
+    package = torch.load(tmp / "exp" / "avg_best2.pt", map_location="cpu", weights_only=True)
+    mean = package["state_dict"]["cmvn.mean"]
+    assert mean.shape == (80,)
+    assert float(mean.abs().sum()) > 0.0
+
+
+def _train_command(tmp: Path) -> list[str]:
+    data = tmp / "data"
+    return [
+        sys.executable, "-m", "asr.bin.train", "model=mini", "data=mini_aishell",
+        "experiment=mini", f"data.manifest_dir={data / 'manifests'}",
+        f"data.loader.tokenizer={data / 'lang_char' / 'tokenizer.model'}",
+        f"exp_dir={tmp / 'exp_resume'}", "trainer.max_epochs=3", "data.loader.num_workers=0",
+        "data.loader.max_duration=10", "checkpoint.every_n_train_steps=1",
+        "trainer.enable_progress_bar=false",
+    ]
+
+
+def _global_step(path: Path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+
+
+def test_killed_training_resumes_from_last_checkpoint(recipe_run) -> None:
+    tmp, _ = recipe_run
+    exp = tmp / "exp_resume"
+    steps_dir = exp / "checkpoints" / "steps"
+
+    # Kill the first run with SIGKILL as soon as a mid-epoch step checkpoint exists.
+    process = subprocess.Popen(_train_command(tmp), cwd=REPO, env=_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        checkpoints = list(steps_dir.glob("*.ckpt")) if steps_dir.is_dir() else []
+        if checkpoints and _global_step_safe(checkpoints[0]) >= 2:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "training finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = max(_global_step_safe(p) for p in steps_dir.glob("*.ckpt"))
+    assert killed_at >= 2
+
+    # The same command again resumes and finishes the remaining steps.
+    result = subprocess.run(_train_command(tmp), cwd=REPO, env=_env(),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming from" in result.stderr
+    final_step = _global_step(exp / "checkpoints" / "last.ckpt")
+
+    # A run from scratch with the same settings takes as many steps in total.
+    fresh = tmp / "exp_fresh"
+    command = [arg if not arg.startswith("exp_dir=") else f"exp_dir={fresh}"
+               for arg in _train_command(tmp)]
+    reference = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True,
+                               timeout=600)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    assert final_step == _global_step(fresh / "checkpoints" / "last.ckpt")
+
+
+def _global_step_safe(path: Path) -> int:
+    # A checkpoint being written by the other process may be incomplete for a moment.
+    try:
+        return _global_step(path)
+    except Exception:  # noqa: BLE001 - any read failure means "not ready yet"
+        return -1
