@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
+
+from asr.data.mini_aishell import make_mini_aishell
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_SH = REPO / "recipes" / "aishell1" / "run.sh"
@@ -36,11 +43,77 @@ def _run_recipe(tmp: Path, *options: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=900)
 
 
+TRANSCRIPT = "data_aishell/transcript/aishell_transcript_v0.8.txt"
+# Defects injected into the tiny corpus; the recipe must name each one and train on the rest.
+CORRUPT = "BAC009S0002W0901"
+EMPTY = "BAC009S0002W0902"
+STEREO_44K = "BAC009S0002W0903"
+NO_AUDIO = "BAC009S0002W0904"
+NO_TRANSCRIPT = "BAC009S0002W0905"
+OOV_CHAR = "龘"
+
+
+def _wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, sample_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _inject_defects(corpus_dir: Path) -> None:
+    """Rewrite the tiny corpus's data_aishell.tgz with one instance of every defect."""
+    archive = corpus_dir / "data_aishell.tgz"
+    with tarfile.open(archive) as outer:
+        members = {m.name: (m, outer.extractfile(m).read() if m.isfile() else None)
+                   for m in outer.getmembers()}
+
+    # Speaker S0002 (train) gets the broken audio files and an archive member named ../x.
+    speaker_name = "data_aishell/wav/S0002.tar.gz"
+    rng = np.random.default_rng(0)
+    speaker_buffer = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(members[speaker_name][1])) as inner, \
+            tarfile.open(fileobj=speaker_buffer, mode="w:gz") as rewritten:
+        for member in inner.getmembers():
+            rewritten.addfile(member, inner.extractfile(member) if member.isfile() else None)
+        _add(rewritten, f"train/S0002/{CORRUPT}.wav", b"RIFF\x24\x00\x00\x00WAVEjunkjunk")
+        _add(rewritten, f"train/S0002/{EMPTY}.wav", b"")
+        stereo = (rng.standard_normal((44100 * 2, 2)) * 0.05).astype(np.float32)
+        _add(rewritten, f"train/S0002/{STEREO_44K}.wav", _wav_bytes(stereo, 44100))
+        mono = (rng.standard_normal(16000 * 2) * 0.05).astype(np.float32)
+        _add(rewritten, f"train/S0002/{NO_TRANSCRIPT}.wav", _wav_bytes(mono, 16000))
+        _add(rewritten, "../x", b"outside the target folder")
+    members[speaker_name] = (members[speaker_name][0], speaker_buffer.getvalue())
+
+    # Transcripts: the new utterances, one line without audio, and an OOV character in test.
+    lines = members[TRANSCRIPT][1].decode("utf-8").splitlines()
+    lines = [line[:-1] + OOV_CHAR if line.startswith("BAC009S0764") and i == len(lines) - 1
+             else line for i, line in enumerate(lines)]
+    lines += [f"{CORRUPT} 明年 云南", f"{EMPTY} 湖南 早上", f"{STEREO_44K} 珠海 年底 有 大雨",
+              f"{NO_AUDIO} 大连 房企"]
+    members[TRANSCRIPT] = (members[TRANSCRIPT][0], ("\n".join(sorted(lines)) + "\n").encode())
+
+    with tarfile.open(archive, "w:gz") as outer:
+        for name, (member, data) in members.items():
+            if data is None:
+                outer.addfile(member)
+            else:
+                member.size = len(data)
+                outer.addfile(member, io.BytesIO(data))
+
+
 @pytest.fixture(scope="module")
 def recipe_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     tmp = tmp_path_factory.mktemp("recipe")
+    make_mini_aishell(tmp / "download", scale="tiny")
+    _inject_defects(tmp / "download")
     result = _run_recipe(
         tmp,
+        "--stage", "1",
         "--train_opts",
         "trainer.max_epochs=2 data.loader.num_workers=0 checkpoint.every_n_train_steps=2",
     )
@@ -55,6 +128,41 @@ def test_recipe_writes_every_stage_output(recipe_run) -> None:
     assert (tmp / "data" / "manifests" / "cmvn.json").is_file()
     assert (tmp / "exp" / "checkpoints" / "last.ckpt").is_file()
     assert (tmp / "exp" / "avg_best2.pt").is_file()
+
+
+def _reported_ids(manifests: Path) -> str:
+    reports = [manifests / "prepare_report.json", *manifests.glob("validation_*.json")]
+    return "\n".join(path.read_text(encoding="utf-8") for path in reports)
+
+
+def test_recipe_reports_each_defect(recipe_run) -> None:
+    tmp, _ = recipe_run
+    reported = _reported_ids(tmp / "data" / "manifests")
+    for utterance in (CORRUPT, EMPTY, STEREO_44K, NO_AUDIO, NO_TRANSCRIPT):
+        assert utterance in reported, utterance
+    assert "../x" in reported
+    oov = json.loads((tmp / "data" / "lang_char" / "oov_report.json").read_text(encoding="utf-8"))
+    # The tiny training text is small, so other test characters are out of vocabulary too.
+    assert OOV_CHAR in oov["test"]["utterances"]["BAC009S0764W0123"]
+
+
+def test_recipe_trains_on_the_rest(recipe_run) -> None:
+    tmp, _ = recipe_run
+    cuts = (tmp / "data" / "manifests" / "cuts_train.jsonl.gz")
+    from lhotse import CutSet
+
+    ids = set(CutSet.from_file(cuts).ids)
+    assert STEREO_44K in ids
+    assert CORRUPT not in ids and EMPTY not in ids and NO_TRANSCRIPT not in ids
+    assert (tmp / "exp" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_traversal_member_written_nowhere(recipe_run) -> None:
+    tmp, _ = recipe_run
+    # The member ../x would land next to data_aishell/wav, i.e. in data_aishell/.
+    assert not (tmp / "download" / "data_aishell" / "x").exists()
+    assert not (tmp / "download" / "x").exists()
+    assert not list(tmp.rglob("x"))
 
 
 def test_recipe_decodes_all_modes(recipe_run) -> None:
@@ -106,7 +214,7 @@ def _train_command(tmp: Path) -> list[str]:
         f"data.loader.tokenizer={data / 'lang_char' / 'tokenizer.model'}",
         f"exp_dir={tmp / 'exp_resume'}", "trainer.max_epochs=3", "data.loader.num_workers=0",
         "data.loader.max_duration=10", "checkpoint.every_n_train_steps=1",
-        "trainer.enable_progress_bar=false",
+        "+trainer.enable_progress_bar=false",
     ]
 
 
@@ -138,7 +246,7 @@ def test_killed_training_resumes_from_last_checkpoint(recipe_run) -> None:
     result = subprocess.run(_train_command(tmp), cwd=REPO, env=_env(),
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Resuming from" in result.stderr
+    assert "Resuming from" in result.stdout + result.stderr
     final_step = _global_step(exp / "checkpoints" / "last.ckpt")
 
     # A run from scratch with the same settings takes as many steps in total.

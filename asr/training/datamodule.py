@@ -34,24 +34,54 @@ class DataConfig:
     seed: int = 0
 
 
+class ResumableSampler(torch.utils.data.Sampler):
+    """Wrap a lhotse sampler so that a resumed epoch skips the batches already trained on.
+
+    A lhotse sampler draws the same batches for the same seed and epoch, so skipping the first
+    ``skip_batches`` batches of the restored epoch continues exactly where training stopped.
+    Counting the batches that training finished (rather than restoring the sampler's own
+    state) keeps the DataLoader's prefetched batches out of the count.
+    """
+
+    def __init__(self, sampler: DynamicBucketingSampler) -> None:
+        super().__init__()
+        self.sampler = sampler
+        self.epoch = 0
+        self.skip_epoch: int | None = None
+        self.skip_batches = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        iterator = iter(self.sampler)
+        if self.skip_epoch == self.epoch and self.skip_batches > 0:
+            logger.info("Resuming epoch %d after its first %d batches", self.epoch, self.skip_batches)
+            for _ in range(self.skip_batches):
+                if next(iterator, None) is None:
+                    break
+        self.skip_epoch = None
+        return iterator
+
+
 class ASRDataModule(L.LightningDataModule):
     """Train and validation loaders for one corpus.
 
-    The train sampler's position is part of the checkpoint (``state_dict``), so an interrupted
-    run continues the epoch with the batches it had not seen yet.
+    The number of batches trained in the current epoch is part of every checkpoint
+    (``state_dict``), so a run killed mid-epoch continues with the batches it had not seen.
     """
 
     def __init__(self, config: DataConfig) -> None:
         super().__init__()
         self.config = config
         self.tokenizer = Tokenizer.load(config.tokenizer)
-        self._train_sampler: DynamicBucketingSampler | None = None
-        self._pending_sampler_state: dict[str, Any] | None = None
+        self._resume_position: dict[str, int] | None = None
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         cuts = _load_cuts(self.config.train_cuts)
         world_size, rank = _world_size_and_rank(self.trainer)
-        self._train_sampler = DynamicBucketingSampler(
+        sampler = ResumableSampler(DynamicBucketingSampler(
             cuts,
             max_duration=self.config.max_duration,
             num_buckets=self.config.num_buckets,
@@ -60,10 +90,11 @@ class ASRDataModule(L.LightningDataModule):
             seed=self.config.seed,
             world_size=world_size,
             rank=rank,
-        )
-        if self._pending_sampler_state is not None:
-            self._train_sampler.load_state_dict(self._pending_sampler_state)
-            self._pending_sampler_state = None
+        ))
+        if self._resume_position is not None:
+            sampler.skip_epoch = self._resume_position["epoch"]
+            sampler.skip_batches = self._resume_position["batches_done"]
+            self._resume_position = None
         dataset = ASRDataset(
             self.tokenizer,
             augment=AugmentOptions(
@@ -71,7 +102,7 @@ class ASRDataModule(L.LightningDataModule):
             ),
             seed=self.config.seed + rank,
         )
-        return _make_loader(dataset, self._train_sampler, self.config.num_workers)
+        return _make_loader(dataset, sampler, self.config.num_workers)
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
         cuts = _load_cuts(self.config.valid_cuts)
@@ -86,13 +117,20 @@ class ASRDataModule(L.LightningDataModule):
         return _make_loader(ASRDataset(self.tokenizer), sampler, self.config.num_workers)
 
     def state_dict(self) -> dict[str, Any]:
-        if self._train_sampler is None:
+        if self.trainer is None:
             return {}
-        return {"train_sampler": self._train_sampler.state_dict()}
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress
+        return {"epoch": self.trainer.current_epoch, "batches_done": progress.current.processed}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        # The loader is built after the checkpoint is restored, so keep the state until then.
-        self._pending_sampler_state = state_dict.get("train_sampler")
+        # Lightning restores the checkpoint before it builds the loaders, so keep the position.
+        # NOTE: a checkpoint written after the last batch of an epoch but before its validation
+        # resumes into the next epoch, so that one validation is skipped.
+        if "batches_done" in state_dict:
+            self._resume_position = {
+                "epoch": int(state_dict["epoch"]),
+                "batches_done": int(state_dict["batches_done"]),
+            }
 
 
 def _load_cuts(path: str) -> CutSet:
