@@ -396,3 +396,14 @@ def test_yaml_vocab_override() -> None:
 def test_yaml_missing_name_raises() -> None:
     with pytest.raises(FileNotFoundError, match="available"):
         load_model_config("no_such_model")
+
+
+def test_subsampling_channels_shrink_front_end() -> None:
+    from asr.models.subsampling import Conv2dSubsampling4
+
+    narrow = Conv2dSubsampling4(80, 144, channels=64)
+    assert narrow.conv[2].out_channels == 64
+    assert narrow.out.in_features == 64 * 19
+    out, lengths = narrow(torch.randn(2, 50, 80), torch.tensor([50, 37]))
+    assert out.shape == (2, 11, 144)
+    assert lengths.tolist() == [11, 8]

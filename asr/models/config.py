@@ -110,9 +110,21 @@ class _StackConfig:
 
 @dataclass
 class EncoderConfig(_StackConfig):
-    """Encoder stack: M distinct self-attention blocks, each applied R times."""
+    """Encoder stack: M distinct self-attention blocks, each applied R times.
+
+    Attributes:
+        subsampling_channels: channels of the two conv2d subsampling layers; null uses d_model
+            as WeNet does. The second 3x3 conv costs channels^2 multiply-adds per output point,
+            so small models spend most of their compute there unless this is reduced.
+    """
 
     num_blocks: int = 12
+    subsampling_channels: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.subsampling_channels is not None:
+            _check_positive(type(self).__name__, "subsampling_channels", self.subsampling_channels)
 
 
 @dataclass

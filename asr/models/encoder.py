@@ -99,7 +99,7 @@ def build_encoder(config: EncoderConfig, input_dim: int, d_model: int) -> Transf
     adapter = config.adapter
 
     return TransformerEncoder(
-        front_end=Conv2dSubsampling4(input_dim, d_model),
+        front_end=Conv2dSubsampling4(input_dim, d_model, config.subsampling_channels),
         pos_enc=PositionalEncoding(d_model, config.positional_dropout),
         layers=layers,
         schedule=schedule,

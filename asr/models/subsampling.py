@@ -13,22 +13,24 @@ class Conv2dSubsampling4(nn.Module):
 
     Args:
         input_dim: fbank bins F.
-        d_model: output width D (also the number of conv channels).
+        d_model: output width D.
+        channels: conv channels; None uses ``d_model``.
     """
 
     subsampling_rate = 4
     right_context = 6
 
-    def __init__(self, input_dim: int, d_model: int) -> None:
+    def __init__(self, input_dim: int, d_model: int, channels: int | None = None) -> None:
         super().__init__()
+        channels = channels or d_model
         self.conv = nn.Sequential(
-            nn.Conv2d(1, d_model, kernel_size=3, stride=2),
+            nn.Conv2d(1, channels, kernel_size=3, stride=2),
             nn.ReLU(),
-            nn.Conv2d(d_model, d_model, kernel_size=3, stride=2),
+            nn.Conv2d(channels, channels, kernel_size=3, stride=2),
             nn.ReLU(),
         )
         freq_bins = ((input_dim - 1) // 2 - 1) // 2
-        self.out = nn.Linear(d_model * freq_bins, d_model)
+        self.out = nn.Linear(channels * freq_bins, d_model)
 
     @staticmethod
     def output_lengths(lengths: torch.Tensor) -> torch.Tensor:

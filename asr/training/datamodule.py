@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class DataConfig:
-    """Where the manifests and the tokenizer are, and how to batch them."""
+    """Manifest and tokenizer paths and the batching options of one corpus."""
 
     train_cuts: str
     valid_cuts: str
