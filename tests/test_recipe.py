@@ -168,7 +168,7 @@ def test_traversal_member_written_nowhere(recipe_run) -> None:
 
 def test_recipe_decodes_all_modes(recipe_run) -> None:
     tmp, _ = recipe_run
-    decode_dir = tmp / "exp" / "decode_test_avg_best2"
+    decode_dir = tmp / "exp" / "decode_test_avg_best2_beam3_ctc0.5"
     ref_ids = [line.split()[0] for line in (decode_dir / "ref.txt").read_text().splitlines()]
     assert len(ref_ids) == 3
     for mode in MODES:
@@ -267,3 +267,26 @@ def _global_step_safe(path: Path) -> int:
         return _global_step(path)
     except Exception:  # noqa: BLE001 - any read failure means "not ready yet"
         return -1
+
+
+def test_ddp_on_two_cpu_processes(recipe_run) -> None:
+    tmp, _ = recipe_run
+    data = tmp / "data"
+    command = [
+        sys.executable, "-m", "asr.bin.train", "model=mini", "data=mini_aishell",
+        "experiment=mini", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+        "trainer.precision=32-true", f"data.manifest_dir={data / 'manifests'}",
+        f"data.loader.tokenizer={data / 'lang_char' / 'tokenizer.model'}",
+        f"exp_dir={tmp / 'exp_ddp'}", "trainer.max_epochs=1", "data.loader.num_workers=0",
+        "data.loader.max_duration=10", "+trainer.enable_progress_bar=false",
+    ]
+    result = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # The single-process run of the resume test used the same data and batch size.
+    first_epoch = next((tmp / "exp_fresh" / "checkpoints" / "epochs").glob("epoch000-*.ckpt"))
+    single = _global_step(first_epoch)
+    ddp = _global_step(tmp / "exp_ddp" / "checkpoints" / "last.ckpt")
+    # Each rank takes its own share of the epoch's batches, so the epoch has fewer steps.
+    assert ddp > 0
+    assert ddp < single

@@ -266,10 +266,9 @@ def test_read_text_file_missing_id_raises(tmp_path):
         read_text_file(path)
 
 
-def test_read_text_file_empty_line_raises(tmp_path):
-    path = write_text(tmp_path / "text", ["u1 你好", "", "u2 再见"])
-    with pytest.raises(ValueError, match=r"text:2: malformed line"):
-        read_text_file(path)
+def test_read_text_file_skips_blank_lines(tmp_path):
+    path = write_text(tmp_path / "text", ["u1 你好", "", "u2 再见", "  "])
+    assert read_text_file(path) == {"u1": "你好", "u2": "再见"}
 
 
 def test_read_text_file_duplicate_id_raises(tmp_path):
@@ -311,7 +310,7 @@ def test_cli_writes_details(tmp_path, capsys):
 
     lines = details.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "utt: u1"
-    assert lines[1] == "WER: 50.00 % N=2 C=2 S=0 D=0 I=1"
+    assert lines[1] == "CER: 50.00 % N=2 C=2 S=0 D=0 I=1"
     assert lines[2] == "lab: 你    好"
     assert lines[3] == "rec: 你 很 好"
     assert "utt: u2 (missing from hypotheses)" in lines

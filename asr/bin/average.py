@@ -30,10 +30,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.output.exists() and not args.overwrite:
         parser.error(f"{args.output} exists; pass --overwrite to replace it.")
-    paths = select_checkpoints(args.ckpt_dir, args.mode, args.num)
-    for path in paths:
-        logger.info("Averaging %s", path)
-    config, state = average_checkpoints(paths)
+    try:
+        paths = select_checkpoints(args.ckpt_dir, args.mode, args.num)
+        for path in paths:
+            logger.info("Averaging %s", path)
+        config, state = average_checkpoints(paths)
+    except (FileNotFoundError, ValueError) as error:
+        logger.error("%s", error)
+        return 1
     save_model(args.output, config, state, averaged=[str(p) for p in paths], mode=args.mode)
     logger.info("Wrote %s (average of %d checkpoints)", args.output, len(paths))
     return 0

@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    if not args.cuts.is_file():
+        logger.error("%s not found: run data preparation (recipe stage 1) first.", args.cuts)
+        return 1
     cuts = CutSet.from_file(args.cuts)
     if args.max_utterances is not None:
         cuts = cuts.subset(first=args.max_utterances)

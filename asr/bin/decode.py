@@ -154,9 +154,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--beam-size must be at least 1, got {args.beam_size}")
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
-    decode(args.model, args.cuts, args.tokenizer, args.out_dir, args.modes,
-           beam_size=args.beam_size, ctc_weight=args.ctc_weight,
-           max_duration=args.max_duration, device=args.device)
+    for path, what in ((args.model, "model"), (args.cuts, "manifest"), (args.tokenizer, "tokenizer")):
+        if not path.is_file():
+            logger.error("The %s file %s was not found: check --%s.", what, path,
+                         "cuts" if what == "manifest" else what)
+            return 1
+    try:
+        decode(args.model, args.cuts, args.tokenizer, args.out_dir, args.modes,
+               beam_size=args.beam_size, ctc_weight=args.ctc_weight,
+               max_duration=args.max_duration, device=args.device)
+    except ValueError as error:
+        logger.error("Decoding failed: %s", error)
+        return 1
     return 0
 
 

@@ -45,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    train_cuts = CutSet.from_file(args.manifest_dir / "cuts_train.jsonl.gz")
+    train_path = args.manifest_dir / "cuts_train.jsonl.gz"
+    if not train_path.is_file():
+        logger.error("%s not found: run data preparation (recipe stage 1) first.", train_path)
+        return 1
+    train_cuts = CutSet.from_file(train_path)
     texts = [s.text for cut in train_cuts for s in cut.supervisions]
     if not texts:
         raise SystemExit(f"No transcripts in {args.manifest_dir / 'cuts_train.jsonl.gz'}.")

@@ -76,14 +76,14 @@ class UtteranceAlignment:
         """Error rate of this utterance in percent."""
         return _error_rate(self.errors, self.ref_length)
 
-    def format(self) -> str:
-        """Format as WeNet-like ``utt:``, ``WER:``, ``lab:`` and ``rec:`` lines in aligned columns."""
+    def format(self, metric: str = "WER") -> str:
+        """Format as WeNet-like ``utt:``, ``WER:`` (or ``CER:``), ``lab:`` and ``rec:`` lines."""
         header = f"utt: {self.utt_id}"
         if self.missing_hyp:
             header += " (missing from hypotheses)"
 
         counts = (
-            f"WER: {self.error_rate:.2f} % N={self.ref_length} C={self.count(CORRECT)} "
+            f"{metric}: {self.error_rate:.2f} % N={self.ref_length} C={self.count(CORRECT)} "
             f"S={self.count(SUBSTITUTION)} D={self.count(DELETION)} I={self.count(INSERTION)}"
         )
 
@@ -118,6 +118,8 @@ class ScoreResult:
     alignments: list[UtteranceAlignment] = field(default_factory=list)
     missing_hyp_ids: list[str] = field(default_factory=list)
     extra_hyp_ids: list[str] = field(default_factory=list)
+    # "CER" for char mode and "WER" for word mode, as printed in the details.
+    metric: str = "CER"
 
     def summary(self) -> str:
         """Format the WeNet-like ``Overall -> ...`` line and an utterance count line."""
@@ -134,7 +136,7 @@ class ScoreResult:
 
     def format_details(self) -> str:
         """Format every utterance alignment followed by the summary, as a details file holds."""
-        blocks = [alignment.format() for alignment in self.alignments]
+        blocks = [alignment.format(self.metric) for alignment in self.alignments]
         lines = ["\n\n".join(blocks), "", "=" * 75, self.summary()]
         if self.extra_hyp_ids:
             lines.append("Hypotheses without reference: " + " ".join(self.extra_hyp_ids))
@@ -223,6 +225,7 @@ def score(refs: dict[str, str], hyps: dict[str, str], mode: ScoringMode = "char"
         alignments=alignments,
         missing_hyp_ids=missing_hyp_ids,
         extra_hyp_ids=extra_hyp_ids,
+        metric="CER" if mode == "char" else "WER",
     )
 
 
@@ -230,9 +233,9 @@ def read_text_file(path: str | Path) -> dict[str, str]:
     """Read a Kaldi-style text file of ``utt_id text`` lines into an ordered dict.
 
     The id is the first whitespace-free field and the text is the rest of the line with
-    surrounding whitespace stripped, possibly empty. Raises ``ValueError`` naming the
-    file and line number for an empty line, a line that starts with whitespace (no id), a
-    duplicate id or bytes that are not UTF-8.
+    surrounding whitespace stripped, possibly empty. Blank lines are skipped. Raises
+    ``ValueError`` naming the file and line number for a line that starts with whitespace
+    before its text (no id), a duplicate id or bytes that are not UTF-8.
     """
     path = Path(path)
     texts: dict[str, str] = {}
@@ -248,6 +251,9 @@ def read_text_file(path: str | Path) -> dict[str, str]:
                     f"{path}:{line_number}: invalid UTF-8 ({error.reason}). "
                     "Re-encode the file as UTF-8."
                 ) from error
+
+            if not line.strip():
+                continue
 
             match = _TEXT_LINE.fullmatch(line)
             if match is None:

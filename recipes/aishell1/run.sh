@@ -6,7 +6,7 @@
 #   bash recipes/aishell1/run.sh --mini true                  # embedded synthetic corpus, CPU
 #   bash recipes/aishell1/run.sh --corpus_dir /data/aishell --model brst_adm --trainer gpu
 #   bash recipes/aishell1/run.sh --stage 3 --stop_stage 3 --model brst_adm --trainer ddp \
-#       --train_opts "trainer.devices=4 trainer.num_nodes=2"
+#       --train_opts "trainer.devices=4"                      # 4 GPUs on this node
 #
 # Stages:
 #   0  get the archives: download AISHELL-1 (checksums verified) or build the mini corpus
@@ -18,11 +18,13 @@
 #      search and attention rescoring
 #   6  score CER and write the results table
 # A finished stage leaves a marker under the data or experiment directory and is skipped when
-# the recipe runs again; delete the marker (or the directory) to redo it.
+# the recipe runs again; delete the marker (or the directory) to redo it. The decoding
+# directory's name carries the beam size and CTC weight, so new values decode again.
+# Every option below can be given on the command line, e.g. --avg_num 5 or --beam-size 5.
 
 set -euo pipefail
 
-# Tunables: every one can be changed on the command line, e.g. --stage 2 --model brst_adm.
+# Options (each one can be set on the command line: --name value)
 stage=0
 stop_stage=6
 mini=false                       # true: use the embedded synthetic corpus instead of AISHELL-1
@@ -74,14 +76,19 @@ if [ $stage -le 0 ] && [ $stop_stage -ge 0 ]; then
     log "Stage 0: build the embedded mini corpus in $corpus_dir"
     $python -m asr.bin.make_mini_aishell --out-dir "$corpus_dir" --scale "$mini_scale"
   else
-    log "Stage 0: download AISHELL-1 to $corpus_dir"
-    $python -m asr.bin.prepare download --corpus-dir "$corpus_dir" --base-url "$data_url"
+    if [ -f "$corpus_dir/.done.download" ]; then
+      log "Stage 0: archives in $corpus_dir are verified, skipping (delete $corpus_dir/.done.download to check again)"
+    else
+      log "Stage 0: download AISHELL-1 to $corpus_dir"
+      $python -m asr.bin.prepare download --corpus-dir "$corpus_dir" --base-url "$data_url"
+      touch "$corpus_dir/.done.download"
+    fi
   fi
 fi
 
 if [ $stage -le 1 ] && [ $stop_stage -ge 1 ]; then
   if [ -f "$manifests/.done.prepare" ]; then
-    log "Stage 1: manifests in $manifests are done, skipping"
+    log "Stage 1: manifests in $manifests are done, skipping (delete $manifests/.done.prepare to redo)"
   else
     log "Stage 1: extract, prepare and validate manifests in $manifests"
     $python -m asr.bin.prepare aishell --corpus-dir "$corpus_dir" --output-dir "$manifests" \
@@ -92,7 +99,7 @@ fi
 
 if [ $stage -le 2 ] && [ $stop_stage -ge 2 ]; then
   if [ -f "$lang/.done" ]; then
-    log "Stage 2: tokenizer and CMVN are done, skipping"
+    log "Stage 2: tokenizer and CMVN are done, skipping (delete $lang/.done to redo)"
   else
     log "Stage 2: tokenizer in $lang, global CMVN in $manifests/cmvn.json"
     $python -m asr.bin.lang --manifest-dir "$manifests" --lang-dir "$lang"
@@ -104,7 +111,7 @@ fi
 
 if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   if [ -f "$exp_dir/.done.train" ]; then
-    log "Stage 3: training in $exp_dir is done, skipping"
+    log "Stage 3: training in $exp_dir is done, skipping (delete $exp_dir/.done.train to train more, e.g. with new --train_opts)"
   else
     log "Stage 3: train $model in $exp_dir"
     # shellcheck disable=SC2086
@@ -118,7 +125,7 @@ fi
 avg_model=$exp_dir/avg_${avg_mode}${avg_num}.pt
 if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   if [ -f "$avg_model" ]; then
-    log "Stage 4: $avg_model exists, skipping"
+    log "Stage 4: $avg_model exists, skipping (delete it to average again)"
   else
     log "Stage 4: average the $avg_mode $avg_num checkpoints into $avg_model"
     $python -m asr.bin.average --ckpt-dir "$exp_dir/checkpoints" --mode "$avg_mode" \
@@ -126,10 +133,10 @@ if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
   fi
 fi
 
-decode_dir=$exp_dir/decode_${decode_set}_$(basename "$avg_model" .pt)
+decode_dir=$exp_dir/decode_${decode_set}_$(basename "$avg_model" .pt)_beam${beam_size}_ctc${ctc_weight}
 if [ $stage -le 5 ] && [ $stop_stage -ge 5 ]; then
   if [ -f "$decode_dir/.done" ]; then
-    log "Stage 5: decoding in $decode_dir is done, skipping"
+    log "Stage 5: decoding in $decode_dir is done, skipping (delete $decode_dir/.done to redo)"
   else
     log "Stage 5: decode $decode_set into $decode_dir"
     # shellcheck disable=SC2086
