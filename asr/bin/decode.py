@@ -7,8 +7,8 @@ Usage::
         --modes ctc_greedy_search ctc_prefix_beam_search attention attention_rescoring
 
 Writes ``OUT_DIR/<mode>/text`` (``utt text`` lines), ``OUT_DIR/ref.txt`` and ``OUT_DIR/rtf.json``.
-The encoder runs once per batch and its output is shared by all modes; each mode's real-time
-factor counts the encoder time plus its own search time.
+The encoder runs once per batch and all modes share its output. Each mode's real-time factor
+counts the encoder time plus the time of its own search.
 """
 
 from __future__ import annotations

@@ -1,0 +1,183 @@
+"""Export a trained model to an ONNX folder for sherpa-onnx and the edge runtime.
+
+Usage:
+    python -m asr_onnx.cli --model exp/mini/avg_best5.pt --tokenizer data/lang_char/tokenizer.model \
+        --out-dir exp/mini/onnx [--quantize dynamic|static|none] [--calibration-cuts F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from asr.models.asr_model import ASRModel
+from asr.text.tokenizer import Tokenizer
+from asr.training.checkpoint import load_model
+from asr_onnx.exporter import (
+    MIN_OPSET,
+    ParityOptions,
+    check_ctc_parity,
+    check_decoder_parity,
+    export_ctc_model,
+    export_decoder,
+)
+from asr_onnx.quantize import FbankCalibrationReader, quantize_dynamic_int8, quantize_static_qdq
+
+logger = logging.getLogger(__name__)
+
+QUANTIZE_MODES = ("none", "dynamic", "static")
+
+
+@dataclass
+class ExportOptions:
+    """Options of `export_onnx`.
+
+    Attributes:
+        quantize: "none", "dynamic" (int8 MatMul weights) or "static" (QDQ, calibrated).
+        calibration_cuts: lhotse manifest for static calibration.
+        num_calibration_cuts: utterances used for static calibration.
+        per_channel: per-channel weight scales in the int8 models.
+        opset: ONNX opset, at least 18.
+        overwrite: replace existing output files.
+        parity: inputs and tolerance of the ONNX Runtime vs PyTorch check.
+    """
+
+    quantize: str = "dynamic"
+    calibration_cuts: Path | None = None
+    num_calibration_cuts: int = 100
+    per_channel: bool = False
+    opset: int = MIN_OPSET
+    overwrite: bool = False
+    parity: ParityOptions = ParityOptions()
+
+
+def output_paths(out_dir: Path, quantize: str) -> dict[str, Path]:
+    """Files `export_onnx` writes into `out_dir`, by role."""
+    paths = {
+        "model": out_dir / "model.onnx",
+        "decoder": out_dir / "decoder.onnx",
+        "tokens": out_dir / "tokens.txt",
+    }
+    if quantize != "none":
+        paths["model_int8"] = out_dir / "model.int8.onnx"
+        paths["decoder_int8"] = out_dir / "decoder.int8.onnx"
+    return paths
+
+
+def describe(model: ASRModel, model_path: Path) -> str:
+    """One-line `comment` metadata naming the architecture and the checkpoint file."""
+    config = model.config
+    enc, dec = config.encoder, config.decoder
+    adapters = "with adapters" if enc.adapter is not None or dec.adapter is not None else "no adapters"
+    return (
+        f"ReuseASR BRST d_model={config.d_model} encoder={enc.num_blocks}x{enc.reuse} "
+        f"({enc.reuse_order}) decoder={dec.num_blocks}x{dec.reuse} ({dec.reuse_order}), "
+        f"{adapters}, vocab_size={config.vocab_size}; checkpoint {model_path.name}"
+    )
+
+
+def export_onnx(
+    model_path: Path, tokenizer_path: Path, out_dir: Path, options: ExportOptions = ExportOptions()
+) -> dict[str, Path]:
+    """Export, check parity with PyTorch, write tokens.txt and optionally quantize.
+
+    Returns:
+        the written files by role ("model", "decoder", "tokens", "model_int8", "decoder_int8").
+
+    Raises:
+        FileExistsError: an output exists and `options.overwrite` is False.
+        ValueError: tokenizer and model vocabulary sizes differ, or bad options.
+        ParityError: ONNX Runtime disagrees with PyTorch.
+    """
+    if options.quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {options.quantize!r}")
+    if options.quantize == "static" and options.calibration_cuts is None:
+        raise ValueError("static quantization needs calibration_cuts (a lhotse cuts manifest)")
+
+    paths = output_paths(out_dir, options.quantize)
+    existing = [str(p) for p in paths.values() if p.exists()]
+    if existing and not options.overwrite:
+        raise FileExistsError(f"Refusing to overwrite {existing}; pass --overwrite to replace them")
+
+    model = load_model(model_path)
+    tokenizer = Tokenizer.load(tokenizer_path)
+    if tokenizer.vocab_size != model.vocab_size:
+        raise ValueError(
+            f"Tokenizer {tokenizer_path} has {tokenizer.vocab_size} ids but model {model_path} "
+            f"has vocab_size {model.vocab_size}; pass the tokenizer the model was trained with"
+        )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    comment = describe(model, model_path)
+    export_ctc_model(model, paths["model"], comment, options.opset)
+    export_decoder(model, paths["decoder"], comment, options.opset)
+    tokenizer.export_tokens(paths["tokens"])
+
+    ctc_diff = check_ctc_parity(model, paths["model"], options.parity)
+    decoder_diff = check_decoder_parity(model, paths["decoder"], options.parity)
+    logger.info("Parity with PyTorch: model.onnx %.2e, decoder.onnx %.2e (tolerance %.1e)",
+                ctc_diff, decoder_diff, options.parity.tolerance)
+
+    if options.quantize == "dynamic":
+        quantize_dynamic_int8(paths["model"], paths["model_int8"], options.per_channel)
+    elif options.quantize == "static":
+        reader = FbankCalibrationReader(options.calibration_cuts, options.num_calibration_cuts)
+        quantize_static_qdq(paths["model"], paths["model_int8"], reader, options.per_channel)
+    if options.quantize != "none":
+        # NOTE: the decoder is quantized dynamically in both modes; static calibration would
+        # need decoder inputs (encoder output and hypotheses) that the fbank reader lacks.
+        quantize_dynamic_int8(paths["decoder"], paths["decoder_int8"], options.per_channel)
+
+    return paths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m asr_onnx.cli",
+        description="Export a trained model to model.onnx (sherpa-onnx wenet_ctc), "
+        "decoder.onnx and tokens.txt, check them against PyTorch, and quantize to int8.",
+    )
+    parser.add_argument("--model", type=Path, required=True,
+                        help="averaged .pt or Lightning .ckpt model file")
+    parser.add_argument("--tokenizer", type=Path, required=True, help="tokenizer.model")
+    parser.add_argument("--out-dir", type=Path, required=True, help="output folder")
+    parser.add_argument("--quantize", choices=QUANTIZE_MODES, default="dynamic",
+                        help="int8 quantization of model.onnx and decoder.onnx (default dynamic)")
+    parser.add_argument("--calibration-cuts", type=Path, default=None,
+                        help="lhotse cuts manifest for --quantize static")
+    parser.add_argument("--num-calibration-cuts", type=int, default=100,
+                        help="utterances used for static calibration (default 100)")
+    parser.add_argument("--per-channel", action="store_true",
+                        help="per-channel int8 weight scales")
+    parser.add_argument("--opset", type=int, default=MIN_OPSET,
+                        help=f"ONNX opset, at least {MIN_OPSET} (default {MIN_OPSET})")
+    parser.add_argument("--tolerance", type=float, default=ParityOptions.tolerance,
+                        help="largest allowed |log-prob difference| between ONNX Runtime and "
+                        "PyTorch (default %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    options = ExportOptions(
+        quantize=args.quantize,
+        calibration_cuts=args.calibration_cuts,
+        num_calibration_cuts=args.num_calibration_cuts,
+        per_channel=args.per_channel,
+        opset=args.opset,
+        overwrite=args.overwrite,
+        parity=ParityOptions(tolerance=args.tolerance),
+    )
+    paths = export_onnx(args.model, args.tokenizer, args.out_dir, options)
+    for role, path in paths.items():
+        size_mb = path.stat().st_size / 2**20
+        print(f"{role:13s} {path} ({size_mb:.2f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
