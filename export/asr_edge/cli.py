@@ -35,6 +35,7 @@ def read_wav_scp(path: Path) -> list[tuple[str, str]]:
     Raises:
         ValueError: naming the file and line of a malformed line or a repeated utterance id.
     """
+    # NOTE: Kaldi pipe entries ("sox ... |") are read as file names and fail as missing files.
     entries: list[tuple[str, str]] = []
     seen: set[str] = set()
     for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -75,11 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wav-scp", type=Path, help="Kaldi wav.scp with 'utt path' lines.")
     parser.add_argument("wavs", nargs="*", help="Audio files, each named by its file stem.")
     parser.add_argument("--output", type=Path, required=True, help="Output 'utt text' file.")
-    parser.add_argument("--num-threads", type=int, default=1, help="onnxruntime threads.")
-    parser.add_argument("--decoding", choices=DECODING_MODES, default="ctc_greedy_search")
+    parser.add_argument(
+        "--num-threads", type=int, default=1, help="onnxruntime intra-op threads per model."
+    )
+    parser.add_argument(
+        "--decoding", choices=DECODING_MODES, default="ctc_greedy_search", help="Search method."
+    )
     parser.add_argument("--beam-size", type=int, default=10, help="Prefix beam search beam.")
     parser.add_argument(
         "--ctc-weight", type=float, default=0.5, help="CTC score weight in attention rescoring."
+    )
+    parser.add_argument(
+        "--int8", action="store_true", help="Load model.int8.onnx and decoder.int8.onnx."
     )
     parser.add_argument(
         "--rtf", action="store_true", help="Log each file's real-time factor and print the total."
@@ -99,7 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         entries = read_wav_scp(args.wav_scp) if args.wav_scp else _entries_from_paths(args.wavs)
         recognizer = Recognizer(
-            args.model_dir, args.num_threads, args.decoding, args.beam_size, args.ctc_weight
+            args.model_dir,
+            num_threads=args.num_threads,
+            decoding=args.decoding,
+            beam_size=args.beam_size,
+            ctc_weight=args.ctc_weight,
+            int8=args.int8,
         )
     except (ModelError, TokensError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -128,12 +141,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
 
     num_done = len(entries) - num_failed
-    print(f"Transcribed {num_done} of {len(entries)} files into {args.output}; {num_failed} failed.")
+    print(
+        f"Transcribed {num_done} of {len(entries)} files into {args.output}."
+        f" {num_failed} failed."
+    )
     if args.rtf and total_duration > 0:
         print(
             f"Total: {total_duration:.2f} s audio in {total_seconds:.2f} s, RTF"
             f" {total_seconds / total_duration:.4f} ({args.num_threads} thread(s),"
-            f" {args.decoding})."
+            f" {args.decoding}{', int8' if args.int8 else ''})."
         )
     return 1 if num_failed else 0
 

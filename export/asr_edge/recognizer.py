@@ -23,11 +23,14 @@ DECODING_MODES = ("ctc_greedy_search", "ctc_prefix_beam_search", "attention_resc
 MODEL_FILE = "model.onnx"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
+# The exporter writes int8 copies next to the float models under these suffixes.
+INT8_SUFFIX = ".int8.onnx"
 TOKENS_FILE = "tokens.txt"
 MODEL_TYPE = "wenet_ctc"
 
-# Fewest fbank frames that leave one encoder frame after conv2d subsampling by 4, 6 or 8.
-MIN_FRAMES = {4: 7, 6: 11, 8: 15}
+# Minimum fbank frames per subsampling factor, so that one encoder frame is left. Conv2d
+# subsampling by 4 keeps ((T - 1) // 2 - 1) // 2 frames, which is 1 for T = 7.
+MIN_FRAMES = {4: 7}
 
 # onnxruntime's load errors derive from Exception only, so they are listed one by one.
 _SESSION_ERRORS = (
@@ -93,7 +96,7 @@ def _require_names(
     missing = sorted(inputs - input_names) + sorted(outputs - output_names)
     if missing:
         raise ModelError(
-            f"{path}: graph lacks {', '.join(missing)}. It has inputs {sorted(input_names)} and"
+            f"{path}: graph is missing {', '.join(missing)}. It has inputs {sorted(input_names)} and"
             f" outputs {sorted(output_names)}. Export it with the project's exporter."
         )
 
@@ -123,6 +126,8 @@ class Recognizer:
         decoding: One of ``DECODING_MODES``.
         beam_size: Beam of the prefix beam search, also the n-best size for rescoring.
         ctc_weight: Weight of the CTC score in attention rescoring.
+        int8: Load ``model.int8.onnx`` (and ``decoder.int8.onnx``, ``encoder.int8.onnx``)
+            in place of the float models.
 
     Raises:
         ModelError: naming the file, if a needed file is missing or corrupt, lacks an input,
@@ -137,6 +142,7 @@ class Recognizer:
         decoding: str = "ctc_greedy_search",
         beam_size: int = 10,
         ctc_weight: float = 0.5,
+        int8: bool = False,
     ) -> None:
         if decoding not in DECODING_MODES:
             raise ValueError(f"Invalid decoding {decoding!r}: expected one of {DECODING_MODES}.")
@@ -149,9 +155,10 @@ class Recognizer:
         self.decoding = decoding
         self.beam_size = beam_size
         self.ctc_weight = ctc_weight
+        self.int8 = int8
 
         self.tokens = read_tokens(self.model_dir / TOKENS_FILE)
-        model_path = self.model_dir / MODEL_FILE
+        model_path = self._model_path(MODEL_FILE)
         self._model = _open_session(model_path, num_threads)
         _require_names(self._model, model_path, {"x", "x_lens"}, {"log_probs", "log_probs_len"})
         self._check_metadata(model_path)
@@ -160,6 +167,19 @@ class Recognizer:
         self._decoder: ort.InferenceSession | None = None
         if decoding == "attention_rescoring":
             self._open_rescoring_sessions(num_threads)
+
+    def _model_path(self, file_name: str) -> Path:
+        if self.int8:
+            file_name = file_name.removesuffix(".onnx") + INT8_SUFFIX
+        return self.model_dir / file_name
+
+    def _check_vocab_size(self, metadata: dict[str, str], path: Path) -> None:
+        vocab_size = _metadata_int(metadata, "vocab_size", path)
+        if vocab_size != len(self.tokens):
+            raise ModelError(
+                f"{path}: metadata vocab_size={vocab_size} but {self.model_dir / TOKENS_FILE}"
+                f" has {len(self.tokens)} tokens. Export the model and its tokens.txt together."
+            )
 
     def _check_metadata(self, model_path: Path) -> None:
         metadata = self._model.get_modelmeta().custom_metadata_map
@@ -170,13 +190,7 @@ class Recognizer:
                 f"{model_path}: metadata model_type={model_type!r}, expected {MODEL_TYPE!r}."
             )
 
-        vocab_size = _metadata_int(metadata, "vocab_size", model_path)
-        if vocab_size != len(self.tokens):
-            raise ModelError(
-                f"{model_path}: metadata vocab_size={vocab_size} but"
-                f" {self.model_dir / TOKENS_FILE} has {len(self.tokens)} tokens. Export the"
-                " model and its tokens.txt together."
-            )
+        self._check_vocab_size(metadata, model_path)
 
         self.subsampling_factor = _metadata_int(metadata, "subsampling_factor", model_path)
         if self.subsampling_factor not in MIN_FRAMES:
@@ -195,11 +209,11 @@ class Recognizer:
         if encoder_outputs <= model_outputs:
             self._encoder = self._model
         else:
-            encoder_path = self.model_dir / ENCODER_FILE
+            encoder_path = self._model_path(ENCODER_FILE)
             self._encoder = _open_session(encoder_path, num_threads)
             _require_names(self._encoder, encoder_path, {"x", "x_lens"}, encoder_outputs)
 
-        decoder_path = self.model_dir / DECODER_FILE
+        decoder_path = self._model_path(DECODER_FILE)
         self._decoder = _open_session(decoder_path, num_threads)
         _require_names(
             self._decoder,
@@ -208,8 +222,13 @@ class Recognizer:
             {"log_probs"},
         )
 
+        # Hand-built decoders may carry no metadata, so only a stated vocab_size is checked.
+        decoder_metadata = self._decoder.get_modelmeta().custom_metadata_map
+        if "vocab_size" in decoder_metadata:
+            self._check_vocab_size(decoder_metadata, decoder_path)
+
     def transcribe(self, path: str | Path) -> Result:
-        """Recognize one audio file (any rate or channel count; see ``load_audio``).
+        """Recognize one audio file of any sample rate and channel count (see ``load_audio``).
 
         Raises:
             AudioError: naming the file, if it is missing, unreadable or too short.
@@ -254,7 +273,9 @@ class Recognizer:
 
     def _rescore(self, inputs: dict[str, np.ndarray]) -> tuple[int, ...]:
         if self._encoder is None or self._decoder is None:
-            raise RuntimeError("Rescoring sessions are not open; decoding is not attention_rescoring.")
+            raise RuntimeError(
+                "Rescoring sessions are not open because decoding is not attention_rescoring."
+            )
 
         encoder_names = {node.name for node in self._encoder.get_outputs()}
         if {"log_probs", "log_probs_len"} <= encoder_names:

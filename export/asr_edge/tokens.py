@@ -30,7 +30,7 @@ class TokenTable:
         return len(self.symbols)
 
     def to_text(self, token_ids: Sequence[int]) -> str:
-        """Join the symbols of ``token_ids``, skipping blank and sos/eos, ``▁`` read as a space."""
+        """Join the symbols of ``token_ids``, skipping blank and sos/eos, with ``▁`` as a space."""
         pieces = [
             self.symbols[i] for i in token_ids if i not in (BLANK_ID, SOS_EOS_ID)
         ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from asr.models.asr_model import ASRModel
@@ -17,6 +17,7 @@ from asr.text.tokenizer import Tokenizer
 from asr.training.checkpoint import load_model
 from asr_onnx.exporter import (
     MIN_OPSET,
+    ParityError,
     ParityOptions,
     check_ctc_parity,
     check_decoder_parity,
@@ -50,7 +51,7 @@ class ExportOptions:
     per_channel: bool = False
     opset: int = MIN_OPSET
     overwrite: bool = False
-    parity: ParityOptions = ParityOptions()
+    parity: ParityOptions = field(default_factory=ParityOptions)
 
 
 def output_paths(out_dir: Path, quantize: str) -> dict[str, Path]:
@@ -79,7 +80,7 @@ def describe(model: ASRModel, model_path: Path) -> str:
 
 
 def export_onnx(
-    model_path: Path, tokenizer_path: Path, out_dir: Path, options: ExportOptions = ExportOptions()
+    model_path: Path, tokenizer_path: Path, out_dir: Path, options: ExportOptions | None = None
 ) -> dict[str, Path]:
     """Export, check parity with PyTorch, write tokens.txt and optionally quantize.
 
@@ -91,15 +92,23 @@ def export_onnx(
         ValueError: tokenizer and model vocabulary sizes differ, or bad options.
         ParityError: ONNX Runtime disagrees with PyTorch.
     """
+    options = options or ExportOptions()
     if options.quantize not in QUANTIZE_MODES:
-        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {options.quantize!r}")
+        raise ValueError(
+            f"Invalid quantize mode {options.quantize!r}: expected one of {QUANTIZE_MODES}"
+        )
     if options.quantize == "static" and options.calibration_cuts is None:
-        raise ValueError("static quantization needs calibration_cuts (a lhotse cuts manifest)")
+        raise ValueError(
+            "Missing calibration cuts: static quantization needs a lhotse cuts manifest "
+            "(--calibration-cuts)"
+        )
 
     paths = output_paths(out_dir, options.quantize)
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not options.overwrite:
-        raise FileExistsError(f"Refusing to overwrite {existing}; pass --overwrite to replace them")
+        raise FileExistsError(
+            f"Output files already exist: {existing}. Pass --overwrite to replace them."
+        )
 
     model = load_model(model_path)
     tokenizer = Tokenizer.load(tokenizer_path)
@@ -162,7 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # onnx_ir and the ONNX Runtime quantizer log each pass at INFO, so only this toolkit's
+    # loggers are raised to INFO.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("asr", "asr_onnx", __name__):
+        logging.getLogger(name).setLevel(logging.INFO)
 
     options = ExportOptions(
         quantize=args.quantize,
@@ -173,7 +186,10 @@ def main(argv: list[str] | None = None) -> None:
         overwrite=args.overwrite,
         parity=ParityOptions(tolerance=args.tolerance),
     )
-    paths = export_onnx(args.model, args.tokenizer, args.out_dir, options)
+    try:
+        paths = export_onnx(args.model, args.tokenizer, args.out_dir, options)
+    except (FileExistsError, FileNotFoundError, ValueError, ParityError) as e:
+        raise SystemExit(f"error: {e}") from e
     for role, path in paths.items():
         size_mb = path.stat().st_size / 2**20
         print(f"{role:13s} {path} ({size_mb:.2f} MiB)")

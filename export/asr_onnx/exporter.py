@@ -10,12 +10,12 @@ Files and interfaces:
   but reads only the first two by position (their names do not matter to it), so the two extra
   outputs cost nothing there and spare attention rescoring a second copy of the encoder weights.
   Metadata: ``model_type=wenet_ctc``, ``vocab_size``, ``subsampling_factor=4``, ``version=1``,
-  ``comment``; sherpa-onnx requires only ``vocab_size`` and ``subsampling_factor`` (offline
-  wenet_ctc models read no left/right context). The rest is for the edge runtime.
+  ``comment`` and a few keys for the edge runtime. sherpa-onnx reads only ``vocab_size`` and
+  ``subsampling_factor``, because its offline wenet_ctc model has no left or right context.
 * ``decoder.onnx``: the attention decoder scoring M hypotheses at once.
-  Inputs ``encoder_out`` float32 (M, T', D) and ``encoder_out_lens`` int64 (M,), repeated by
-  the caller for each hypothesis of an utterance; ``hyps_in`` int64 (M, L), sos-prefixed and
-  padded with eos; ``hyps_in_lens`` int64 (M,) counting the sos.
+  Inputs ``encoder_out`` float32 (M, T', D) and ``encoder_out_lens`` int64 (M,): the caller
+  repeats an utterance's encoder output once per hypothesis. ``hyps_in`` int64 (M, L) starts
+  with sos and is padded with eos, and ``hyps_in_lens`` int64 (M,) counts the sos.
   Output ``log_probs`` float32 (M, L, V): position l scores the token after hyps_in[:, :l + 1].
 * ``tokens.txt``: ``symbol id`` per line, ``<blank>`` at id 0.
 
@@ -55,7 +55,7 @@ class ParityError(RuntimeError):
     """ONNX Runtime and PyTorch disagree by more than the tolerance."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ParityOptions:
     """Inputs and tolerance of the ONNX Runtime vs PyTorch check.
 
@@ -138,6 +138,64 @@ def read_metadata(path: Path) -> dict[str, str]:
     return {prop.key: prop.value for prop in proto.metadata_props}
 
 
+def fold_weight_transposes(proto: onnx.ModelProto) -> int:
+    """Replace each Transpose of a weight initializer with a transposed initializer, in place.
+
+    The exporter leaves ``Transpose(weight)`` in front of every MatMul whose Linear layer runs
+    more than once (block reuse), because constant folding skips shared inputs. Folding makes
+    those weights constant inputs of MatMul, which int8 quantization needs, and still stores
+    each transposed weight once.
+
+    Returns:
+        the number of Transpose nodes removed.
+    """
+    graph = proto.graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    graph_outputs = {value.name for value in graph.output}
+
+    folded: dict[tuple[str, tuple[int, ...]], str] = {}
+    renamed: dict[str, str] = {}
+    remaining_nodes = []
+    for node in graph.node:
+        source = node.input[0] if node.input else ""
+        if (
+            node.op_type != "Transpose"
+            or source not in initializers
+            or node.output[0] in graph_outputs
+        ):
+            remaining_nodes.append(node)
+            continue
+
+        weight = onnx.numpy_helper.to_array(initializers[source])
+        perm = next(
+            (tuple(attr.ints) for attr in node.attribute if attr.name == "perm"),
+            tuple(reversed(range(weight.ndim))),
+        )
+        key = (source, perm)
+        if key not in folded:
+            name = f"{source}.perm{''.join(map(str, perm))}"
+            tensor = onnx.numpy_helper.from_array(np.ascontiguousarray(weight.transpose(perm)), name)
+            graph.initializer.append(tensor)
+            folded[key] = name
+        renamed[node.output[0]] = folded[key]
+
+    for node in remaining_nodes:
+        for index, name in enumerate(node.input):
+            if name in renamed:
+                node.input[index] = renamed[name]
+    del graph.node[:]
+    graph.node.extend(remaining_nodes)
+
+    used = {name for node in graph.node for name in node.input} | graph_outputs
+    unused = [tensor for tensor in graph.initializer if tensor.name not in used]
+    for tensor in unused:
+        graph.initializer.remove(tensor)
+    stale = [value for value in graph.value_info if value.name in renamed]
+    for value in stale:
+        graph.value_info.remove(value)
+    return len(renamed)
+
+
 def _export(
     module: nn.Module,
     example: tuple[torch.Tensor, ...],
@@ -146,6 +204,7 @@ def _export(
     output_names: tuple[str, ...],
     dynamic_shapes: dict[str, dict[int, torch.export.Dim]],
     opset: int,
+    metadata: dict[str, str],
 ) -> None:
     if opset < MIN_OPSET:
         raise ValueError(
@@ -167,9 +226,15 @@ def _export(
             verbose=False,
         )
 
+    proto = program.model_proto
+    folded = fold_weight_transposes(proto)
+    logger.debug("Folded %d weight transposes in %s", folded, path.name)
+    onnx.helper.set_model_props(proto, metadata)
+
     # sherpa-onnx reads the model from one buffer, so the weights stay inside the file.
-    program.save(str(path), external_data=False)
+    onnx.save(proto, str(path))
     onnx.checker.check_model(str(path))
+    logger.info("Wrote %s", path)
 
 
 def export_ctc_model(model: ASRModel, path: Path, comment: str = "", opset: int = MIN_OPSET) -> None:
@@ -187,9 +252,8 @@ def export_ctc_model(model: ASRModel, path: Path, comment: str = "", opset: int 
         MODEL_OUTPUTS,
         {"x": {0: batch, 1: frames}, "x_lens": {0: batch}},
         opset,
+        model_metadata(model, comment),
     )
-    set_metadata(path, model_metadata(model, comment))
-    logger.info("Wrote %s", path)
 
 
 def export_decoder(model: ASRModel, path: Path, comment: str = "", opset: int = MIN_OPSET) -> None:
@@ -198,9 +262,15 @@ def export_decoder(model: ASRModel, path: Path, comment: str = "", opset: int = 
     frames = torch.export.Dim("T_enc", min=1)
     tokens = torch.export.Dim("L", min=1)
 
-    d_model = model.config.d_model
+    metadata = {
+        "model_type": "attention_decoder",
+        "version": str(METADATA_VERSION),
+        "vocab_size": str(model.vocab_size),
+        "sos_eos_id": str(SOS_EOS_ID),
+        "comment": comment,
+    }
     example = (
-        torch.randn(2, 25, d_model),
+        torch.randn(2, 25, model.config.d_model),
         torch.tensor([25, 20]),
         torch.randint(SOS_EOS_ID + 1, model.vocab_size, (2, 6)),
         torch.tensor([6, 4]),
@@ -218,16 +288,8 @@ def export_decoder(model: ASRModel, path: Path, comment: str = "", opset: int = 
             "hyps_in_lens": {0: hyps},
         },
         opset,
+        metadata,
     )
-    metadata = {
-        "model_type": "attention_decoder",
-        "version": str(METADATA_VERSION),
-        "vocab_size": str(model.vocab_size),
-        "sos_eos_id": str(SOS_EOS_ID),
-        "comment": comment,
-    }
-    set_metadata(path, metadata)
-    logger.info("Wrote %s", path)
 
 
 def _session(path: Path) -> ort.InferenceSession:

@@ -1,7 +1,7 @@
 """Int8 quantization of the exported models: dynamic MatMul weights or static QDQ calibrated on fbank.
 
 Only MatMuls with a constant weight (and, for static QDQ, the subsampling convolutions) are
-quantized; attention score products and LayerNorm stay in float32. The custom metadata of the
+quantized. Attention score products and LayerNorm stay in float32. The custom metadata of the
 float model is copied into the quantized one, so sherpa-onnx reads the same keys.
 """
 
@@ -11,7 +11,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 from lhotse import CutSet
 from onnxruntime.quantization import (
@@ -26,6 +25,7 @@ from tqdm import tqdm
 
 from asr.constants import SAMPLE_RATE
 from asr.features.fbank import compute_fbank
+from asr_onnx.exporter import read_metadata, set_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -35,14 +35,7 @@ MIN_FRAMES = 7
 
 def copy_metadata(src: Path, dst: Path) -> None:
     """Replace the custom metadata map of the ONNX file `dst` with that of `src`."""
-    metadata = {
-        prop.key: prop.value
-        for prop in onnx.load(str(src), load_external_data=False).metadata_props
-    }
-    proto = onnx.load(str(dst))
-    del proto.metadata_props[:]
-    onnx.helper.set_model_props(proto, metadata)
-    onnx.save(proto, str(dst))
+    set_metadata(dst, read_metadata(src))
 
 
 def quantize_dynamic_int8(src: Path, dst: Path, per_channel: bool = False) -> None:
@@ -69,7 +62,8 @@ class FbankCalibrationReader(CalibrationDataReader):
     """Feed model.onnx inputs computed from the first `num_cuts` cuts of a lhotse manifest.
 
     Each item is one utterance: ``x`` float32 (1, T, 80) fbank without dither, ``x_lens`` int64
-    (1,). Cuts not at 16 kHz or shorter than 7 frames are skipped, logged and counted.
+    (1,), from the first channel. Cuts not at 16 kHz or shorter than 7 frames are skipped,
+    logged and counted.
 
     Args:
         cuts_path: lhotse CutSet manifest (e.g. cuts_train.jsonl.gz) whose audio is readable.
