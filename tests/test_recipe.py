@@ -184,6 +184,16 @@ def test_recipe_prints_results_table(recipe_run) -> None:
     assert "| decoding mode | CER % |" in result.stdout
 
 
+def test_recipe_onnx_stages_tabulate_runtimes(recipe_run) -> None:
+    tmp, _ = recipe_run
+    table = (tmp / "exp" / "results_onnx_test.md").read_text(encoding="utf-8")
+    for run in ("| edge | float | ctc_greedy_search |", "| edge | int8 | attention_rescoring |",
+                "| sherpa | float | ctc_greedy_search |", "| sherpa | int8 | ctc_greedy_search |"):
+        assert run in table, run
+    onnx_dir = tmp / "exp" / "onnx_avg_best2"
+    assert (onnx_dir / "model.int8.onnx").stat().st_size < (onnx_dir / "model.onnx").stat().st_size
+
+
 def test_recipe_rerun_skips_done_stages(recipe_run) -> None:
     tmp, _ = recipe_run
     result = _run_recipe(tmp, "--stop_stage", "5")

@@ -17,6 +17,10 @@
 #   5  decode the test set with CTC greedy search, CTC prefix beam search, attention beam
 #      search and attention rescoring
 #   6  score CER and write the results table
+#   7  export to ONNX (sherpa-onnx wenet_ctc format, with decoder.onnx for rescoring) and
+#      quantize to int8
+#   8  decode the test set with the torch-free runtime (float and int8, CTC greedy search and
+#      attention rescoring) and with sherpa-onnx, and tabulate CER, model size and RTF
 # A finished stage leaves a marker under the data or experiment directory and is skipped when
 # the recipe runs again; delete the marker (or the directory) to redo it. The decoding
 # directory's name carries the beam size and CTC weight, so new values decode again.
@@ -26,7 +30,7 @@ set -euo pipefail
 
 # Options (each one can be set on the command line: --name value)
 stage=0
-stop_stage=6
+stop_stage=8
 mini=false                       # true: use the embedded synthetic corpus instead of AISHELL-1
 mini_scale=full                  # full (the demo) or tiny (a few utterances, for tests)
 corpus_dir=download              # directory that contains data_aishell.tgz and resource_aishell.tgz
@@ -156,6 +160,46 @@ if [ $stage -le 6 ] && [ $stop_stage -ge 6 ]; then
   # shellcheck disable=SC2086
   $python -m asr.bin.results_table --decode-dir "$decode_dir" --modes $decode_modes \
     | tee "$exp_dir/results_${decode_set}.md"
+fi
+
+onnx_dir=$exp_dir/onnx_$(basename "$avg_model" .pt)
+if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
+  if [ -f "$onnx_dir/.done" ]; then
+    log "Stage 7: ONNX models in $onnx_dir are done, skipping (delete $onnx_dir/.done to redo)"
+  else
+    log "Stage 7: export $avg_model to $onnx_dir and quantize to int8"
+    $python -m asr_onnx.cli --model "$avg_model" --tokenizer "$lang/tokenizer.model" \
+      --out-dir "$onnx_dir" --quantize dynamic --overwrite
+    touch "$onnx_dir/.done"
+  fi
+fi
+
+edge_dir=$exp_dir/onnx_decode_${decode_set}_$(basename "$avg_model" .pt)
+if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
+  log "Stage 8: decode $decode_set with the ONNX runtime and sherpa-onnx into $edge_dir"
+  kaldi_dir=$edge_dir/kaldi_$decode_set
+  if [ ! -f "$kaldi_dir/wav.scp" ]; then
+    $python -m asr.bin.prepare export-kaldi --cuts "$manifests/cuts_${decode_set}.jsonl.gz" \
+      --data-dir "$kaldi_dir" --skip-unsupported
+  fi
+  for precision in float int8; do
+    int8_flag=$([ "$precision" = int8 ] && echo --int8 || true)
+    for mode in ctc_greedy_search attention_rescoring; do
+      run_dir=$edge_dir/edge_${precision}_$mode
+      mkdir -p "$run_dir"
+      # shellcheck disable=SC2086
+      $python -m asr_edge.cli --model-dir "$onnx_dir" --wav-scp "$kaldi_dir/wav.scp" \
+        --output "$run_dir/text" --decoding "$mode" --beam-size "$beam_size" \
+        --ctc-weight "$ctc_weight" --num-threads 1 --rtf $int8_flag > "$run_dir/log"
+    done
+    run_dir=$edge_dir/sherpa_${precision}_ctc_greedy_search
+    mkdir -p "$run_dir"
+    # shellcheck disable=SC2086
+    $python -m asr_onnx.sherpa_decode --model-dir "$onnx_dir" --wav-scp "$kaldi_dir/wav.scp" \
+      --output "$run_dir/text" --num-threads 1 $int8_flag > "$run_dir/log"
+  done
+  $python -m asr_onnx.report --ref "$kaldi_dir/text" --model-dir "$onnx_dir" --decode-dir "$edge_dir" \
+    | tee "$exp_dir/results_onnx_${decode_set}.md"
 fi
 
 log "Done: stages $stage to $stop_stage"
