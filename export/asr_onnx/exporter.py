@@ -60,14 +60,15 @@ class ParityOptions:
     """Inputs and tolerance of the ONNX Runtime vs PyTorch check.
 
     Attributes:
-        lengths: single-utterance fbank lengths in frames; each must be >= 7.
+        lengths: single-utterance fbank lengths in frames, each >= 7. The longest default,
+            18,000 frames, is 3 minutes of audio.
         batch_lengths: lengths of one padded batch.
         hyp_lengths: decoder hypothesis lengths (sos included) of one padded batch.
         tolerance: largest allowed absolute difference of log-probabilities on valid frames.
         seed: seed of the random features and hypotheses.
     """
 
-    lengths: tuple[int, ...] = (11, 57, 403, 1500)
+    lengths: tuple[int, ...] = (11, 57, 403, 1500, 18000)
     batch_lengths: tuple[int, ...] = (403, 57, 11)
     hyp_lengths: tuple[int, ...] = (1, 6, 17)
     tolerance: float = 1e-3
