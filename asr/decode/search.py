@@ -9,7 +9,11 @@ from typing import Protocol
 
 import torch
 
-from asr.decode.attention import attention_beam_search, attention_rescoring
+from asr.decode.attention import (
+    AttentionDecoderModel,
+    attention_beam_search,
+    attention_rescoring,
+)
 from asr.decode.ctc import NBest, ctc_greedy_search, ctc_prefix_beam_search_batch
 
 DECODING_MODES = (
@@ -20,26 +24,16 @@ DECODING_MODES = (
 )
 
 
-class DecodableModel(Protocol):
-    """The part of `ASRModel` that decoding calls."""
+class DecodableModel(AttentionDecoderModel, Protocol):
+    """The part of `ASRModel` that decoding calls: the attention part plus encoder and CTC."""
 
     blank_id: int
-    sos_id: int
-    eos_id: int
 
     def encode(
         self, feats: torch.Tensor, feat_lens: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     def ctc_log_probs(self, enc_out: torch.Tensor) -> torch.Tensor: ...
-
-    def decode_attention(
-        self,
-        enc_out: torch.Tensor,
-        enc_lens: torch.Tensor,
-        ys_in: torch.Tensor,
-        ys_in_lens: torch.Tensor,
-    ) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
