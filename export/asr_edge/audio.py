@@ -46,7 +46,7 @@ def load_audio(path: str | Path, min_samples: int = 0) -> np.ndarray:
     except (sf.LibsndfileError, RuntimeError) as error:
         raise AudioError(
             f"{path}: not a readable audio file, the format is unsupported or the file is"
-            f" corrupt ({error}). Convert it to 16 kHz mono wav or flac."
+            f" corrupt ({str(error).rstrip('.')}). Convert it to 16 kHz mono wav or flac."
         ) from error
 
     num_samples, num_channels = data.shape

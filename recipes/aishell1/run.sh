@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # AISHELL-1 recipe: data preparation, tokenizer and CMVN, training, checkpoint averaging,
-# decoding in four modes, and CER scoring.
+# decoding in four modes, CER scoring, ONNX export with int8, and edge decoding.
 #
 # Usage (from anywhere; the recipe works in its own directory):
 #   bash recipes/aishell1/run.sh --mini true                  # embedded synthetic corpus, CPU
@@ -22,7 +22,8 @@
 #   8  decode the test set with the torch-free runtime (float and int8, CTC greedy search and
 #      attention rescoring) and with sherpa-onnx, and tabulate CER, model size and RTF
 # A finished stage leaves a marker under the data or experiment directory and is skipped when
-# the recipe runs again; delete the marker (or the directory) to redo it. The decoding
+# the recipe runs again; delete the marker (or the directory) to redo it. Stage 6 only
+# rescores, so it always runs and prints the CER table again. The decoding
 # directory's name carries the beam size and CTC weight, so new values decode again.
 # Every option below can be given on the command line, e.g. --avg_num 5 or --beam-size 5.
 
@@ -35,7 +36,7 @@ mini=false                       # true: use the embedded synthetic corpus inste
 mini_scale=full                  # full (the demo) or tiny (a few utterances, for tests)
 corpus_dir=download              # directory that contains data_aishell.tgz and resource_aishell.tgz
 data_url=https://www.openslr.org/resources/33
-model=brst_adm                   # a config name under conf/model/
+model=""                         # a config name under conf/model/; default brst_adm (mini with --mini)
 trainer=cpu                      # cpu, gpu or ddp (conf/trainer/)
 experiment=""                    # conf/experiment/ file; --mini true defaults to "mini"
 train_opts=""                    # extra Hydra overrides for stage 3
@@ -43,7 +44,7 @@ data_dir=""                      # manifests and tokenizer; default: data (data_
 exp_dir=""                       # default: exp/<model> (exp/<model>_mini with --mini)
 max_duration=20                  # seconds; longer utterances are filtered out in stage 1
 avg_mode=best                    # best (lowest validation loss) or last (most recent epochs)
-avg_num=10
+avg_num=""                       # checkpoints to average; default 10 (5 with --mini)
 decode_modes="ctc_greedy_search ctc_prefix_beam_search attention attention_rescoring"
 beam_size=10
 ctc_weight=0.5
@@ -66,9 +67,13 @@ if [ "$mini" = true ]; then
   data_config=mini_aishell
   [ "$corpus_dir" = download ] && corpus_dir=download_mini
   [ -z "$experiment" ] && experiment=mini
+  [ -z "$model" ] && model=mini
+  [ -z "$avg_num" ] && avg_num=5
 else
   data=${data_dir:-data}
   data_config=aishell
+  [ -z "$model" ] && model=brst_adm
+  [ -z "$avg_num" ] && avg_num=10
 fi
 manifests=$data/manifests
 lang=$data/lang_char
@@ -175,7 +180,10 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
 fi
 
 edge_dir=$exp_dir/onnx_decode_${decode_set}_$(basename "$avg_model" .pt)
-if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
+if [ $stage -le 8 ] && [ $stop_stage -ge 8 ] && [ -f "$edge_dir/.done" ]; then
+  log "Stage 8: edge decoding in $edge_dir is done, skipping (delete $edge_dir/.done to redo)"
+  cat "$exp_dir/results_onnx_${decode_set}.md"
+elif [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
   log "Stage 8: decode $decode_set with the ONNX runtime and sherpa-onnx into $edge_dir"
   kaldi_dir=$edge_dir/kaldi_$decode_set
   if [ ! -f "$kaldi_dir/wav.scp" ]; then
@@ -190,16 +198,19 @@ if [ $stage -le 8 ] && [ $stop_stage -ge 8 ]; then
       # shellcheck disable=SC2086
       $python -m asr_edge.cli --model-dir "$onnx_dir" --wav-scp "$kaldi_dir/wav.scp" \
         --output "$run_dir/text" --decoding "$mode" --beam-size "$beam_size" \
-        --ctc-weight "$ctc_weight" --num-threads 1 --rtf $int8_flag > "$run_dir/log"
+        --ctc-weight "$ctc_weight" --num-threads 1 --rtf $int8_flag > "$run_dir/log" 2>&1 \
+        || { cat "$run_dir/log"; exit 1; }
     done
     run_dir=$edge_dir/sherpa_${precision}_ctc_greedy_search
     mkdir -p "$run_dir"
     # shellcheck disable=SC2086
     $python -m asr_onnx.sherpa_decode --model-dir "$onnx_dir" --wav-scp "$kaldi_dir/wav.scp" \
-      --output "$run_dir/text" --num-threads 1 $int8_flag > "$run_dir/log"
+      --output "$run_dir/text" --num-threads 1 $int8_flag > "$run_dir/log" 2>&1 \
+      || { cat "$run_dir/log"; exit 1; }
   done
   $python -m asr_onnx.report --ref "$kaldi_dir/text" --model-dir "$onnx_dir" --decode-dir "$edge_dir" \
     | tee "$exp_dir/results_onnx_${decode_set}.md"
+  touch "$edge_dir/.done"
 fi
 
 log "Done: stages $stage to $stop_stage"
