@@ -352,7 +352,7 @@ def test_greedy_no_frames() -> None:
 
 
 def test_prefix_beam_sums_alignments() -> None:
-    # P(blank) = 0.6 and P(a) = 0.4 on both frames: greedy says "", but
+    # P(blank) = 0.6 and P(a) = 0.4 on both frames: greedy returns "", but
     # P("a") = 0.4 * 0.4 + 0.4 * 0.6 + 0.6 * 0.4 = 0.64 beats P("") = 0.36.
     log_probs = np.log(np.array([[0.6, 0.4], [0.6, 0.4]]))
     nbest = ctc_prefix_beam_search(log_probs, beam_size=2)

@@ -5,8 +5,8 @@ Usage::
     python -m asr.bin.lang --manifest-dir data/manifests --lang-dir data/lang_char
 
 Writes ``LANG_DIR/tokenizer.model``, ``LANG_DIR/tokens.txt`` (``symbol id`` lines, ``<blank>``
-at id 0) and ``LANG_DIR/oov_report.json`` listing, per split, the utterances with characters
-outside the vocabulary; those characters map to ``<unk>`` at training and scoring time.
+at id 0) and ``LANG_DIR/oov_report.json``. The report lists, per split, the utterances with
+characters outside the vocabulary. Those characters map to ``<unk>`` at training time.
 """
 
 from __future__ import annotations
