@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 from lhotse import CutSet, Recording, RecordingSet
 
+from asr.constants import SOS_EOS_ID
 from asr.features.fbank import compute_fbank
 from asr.models.asr_model import ASRModel
 from asr.models.config import load_model_config
@@ -27,7 +28,12 @@ from asr_onnx.exporter import (
     fold_weight_transposes,
     read_metadata,
 )
-from asr_onnx.quantize import FbankCalibrationReader, quantize_static_qdq
+from asr_onnx.quantize import (
+    DecoderCalibrationReader,
+    FbankCalibrationReader,
+    quantize_mixed_int8,
+    quantize_static_qdq,
+)
 
 VOCAB_SIZE = 40
 SAMPLE_RATE = 16000
@@ -297,3 +303,61 @@ def test_static_qdq_close_to_float(exported: dict, tmp_path: Path) -> None:
     actual = qdq_out.run(["log_probs"], feed)[0]
     assert np.abs(expected - actual).max() < 0.2
     assert read_metadata(static_path)["model_type"] == "wenet_ctc"
+
+
+def _op_types(path: Path) -> set[str]:
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
+
+
+def _max_log_prob_diff(float_path: Path, int8_path: Path) -> float:
+    feats = compute_fbank(torch.from_numpy(_tone(1.1, seed=20)))
+    feed = {"x": feats.unsqueeze(0).numpy(), "x_lens": np.array([feats.size(0)], dtype=np.int64)}
+    expected = ort.InferenceSession(str(float_path), providers=["CPUExecutionProvider"])
+    actual = ort.InferenceSession(str(int8_path), providers=["CPUExecutionProvider"])
+    return float(np.abs(expected.run(["log_probs"], feed)[0] - actual.run(["log_probs"], feed)[0]).max())
+
+
+def test_mixed_int8_close_to_float(exported: dict, tmp_path: Path) -> None:
+    paths = exported["paths"]
+    reader = FbankCalibrationReader(_write_cuts(tmp_path, [1.0, 0.7, 1.3]), num_cuts=3)
+    mixed_path = tmp_path / "model.int8.onnx"
+    quantize_mixed_int8(paths["model"], mixed_path, reader)
+    assert _max_log_prob_diff(paths["model"], mixed_path) < 0.2
+
+
+def test_mixed_int8_quantizes_conv_and_matmul(exported: dict, tmp_path: Path) -> None:
+    paths = exported["paths"]
+    reader = FbankCalibrationReader(_write_cuts(tmp_path, [1.0, 0.7]), num_cuts=2)
+    mixed_path = tmp_path / "model.int8.onnx"
+    quantize_mixed_int8(paths["model"], mixed_path, reader)
+    ops = _op_types(mixed_path)
+    # Convolutions get QDQ pairs; MatMul weights become int8 with run-time activation scales.
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "MatMulInteger"} <= ops
+    assert read_metadata(mixed_path)["model_type"] == "wenet_ctc"
+
+
+def test_decoder_calibration_feed(exported: dict, tmp_path: Path) -> None:
+    paths = exported["paths"]
+    fbank = FbankCalibrationReader(_write_cuts(tmp_path, [1.0, 0.7]), num_cuts=2)
+    reader = DecoderCalibrationReader(paths["model"], fbank, beam_size=3)
+    feed = reader.get_next()
+    num_hyps = feed["hyps_in"].shape[0]
+    assert feed["encoder_out"].shape[0] == num_hyps
+    assert feed["hyps_in_lens"].shape == (num_hyps,)
+    assert (feed["hyps_in"][:, 0] == SOS_EOS_ID).all()
+
+
+def test_static_decoder_close_to_float(exported: dict, tmp_path: Path) -> None:
+    paths = exported["paths"]
+    fbank = FbankCalibrationReader(_write_cuts(tmp_path, [1.0, 0.7]), num_cuts=2)
+    reader = DecoderCalibrationReader(paths["model"], fbank, beam_size=3)
+    static_path = tmp_path / "decoder.int8.onnx"
+    quantize_static_qdq(paths["decoder"], static_path, reader, op_types=("MatMul",))
+
+    reader.rewind()
+    feed = reader.get_next()
+    expected = ort.InferenceSession(str(paths["decoder"]), providers=["CPUExecutionProvider"])
+    actual = ort.InferenceSession(str(static_path), providers=["CPUExecutionProvider"])
+    diff = np.abs(expected.run(["log_probs"], feed)[0] - actual.run(["log_probs"], feed)[0])
+    assert diff.max() < 0.5
+    assert "QuantizeLinear" in _op_types(static_path)

@@ -7,8 +7,10 @@ Usage::
         --work-dir exp/bench_edge
 
 The model has random weights (speed does not depend on them). One run exports it with the
-project's exporter (float, dynamic int8) and writes a static QDQ int8 copy calibrated on
-``--calibration-cuts`` or, when that manifest is absent, on random fbank-like features.
+project's exporter and writes three int8 copies: dynamic, static QDQ and mixed (static QDQ
+convolutions, dynamic MatMuls; the recipe's default, which the runtime and sherpa-onnx rows
+load). Calibration uses ``--calibration-cuts`` or, when that manifest is absent, random
+fbank-like features.
 
 Each configuration runs in its own subprocess: one warm-up call, then the median of
 ``--repeats`` timed calls, and the peak resident memory (VmHWM of /proc/self/status, which
@@ -43,12 +45,13 @@ GEMM_SIZE = 1024
 CONFIGS = {
     "torch": ("eager PyTorch encoder+CTC", "model.pt"),
     "onnx_float": ("ONNX float32", "model.onnx"),
-    "onnx_int8_dynamic": ("ONNX int8 dynamic", "model.int8.onnx"),
+    "onnx_int8_dynamic": ("ONNX int8 dynamic", "model.dynamic.int8.onnx"),
     "onnx_int8_static": ("ONNX int8 static QDQ", "model.static.int8.onnx"),
+    "onnx_int8_mixed": ("ONNX int8 mixed", "model.int8.onnx"),
     "runtime_float": ("asr_edge runtime float, end to end", "model.onnx"),
-    "runtime_int8": ("asr_edge runtime int8, end to end", "model.int8.onnx"),
+    "runtime_int8": ("asr_edge runtime int8 mixed, end to end", "model.int8.onnx"),
     "sherpa_float": ("sherpa-onnx float, end to end", "model.onnx"),
-    "sherpa_int8": ("sherpa-onnx int8, end to end", "model.int8.onnx"),
+    "sherpa_int8": ("sherpa-onnx int8 mixed, end to end", "model.int8.onnx"),
 }
 
 
@@ -202,7 +205,7 @@ def prepare_models(args: argparse.Namespace, work_dir: Path) -> str:
     from asr.text.tokenizer import Tokenizer
     from asr.training.checkpoint import save_model
     from asr_onnx.cli import ExportOptions, export_onnx
-    from asr_onnx.quantize import FbankCalibrationReader, quantize_static_qdq
+    from asr_onnx.quantize import FbankCalibrationReader, quantize_mixed_int8, quantize_static_qdq
 
     torch.manual_seed(0)
     config = load_model_config(args.model, vocab_size=args.vocab_size)
@@ -216,6 +219,7 @@ def prepare_models(args: argparse.Namespace, work_dir: Path) -> str:
 
     export_onnx(work_dir / "model.pt", work_dir / "tokenizer.model", work_dir,
                 ExportOptions(quantize="dynamic", overwrite=True))
+    (work_dir / "model.int8.onnx").replace(work_dir / "model.dynamic.int8.onnx")
 
     if args.calibration_cuts.is_file():
         reader = FbankCalibrationReader(args.calibration_cuts, args.num_calibration_cuts)
@@ -226,6 +230,7 @@ def prepare_models(args: argparse.Namespace, work_dir: Path) -> str:
         reader = type("Reader", (RandomFbankReader, CalibrationDataReader), {})()
         calibration = "10 utterances of random fbank-like features (manifest absent)"
     quantize_static_qdq(work_dir / "model.onnx", work_dir / "model.static.int8.onnx", reader)
+    quantize_mixed_int8(work_dir / "model.onnx", work_dir / "model.int8.onnx", reader)
     return calibration
 
 
@@ -402,51 +407,54 @@ def main(argv: list[str] | None = None) -> int:
                f"{ctc_macs / 1e9:.3f} G per utterance = {macs_per_audio_s / 1e6:.0f} M per second "
                "of audio.")
     out.append("")
-    out.append("| threads | float GEMM GMAC/s | int8 GEMM GMAC/s | ONNX float GMAC/s (share) "
-               "| ONNX int8 dynamic GMAC/s (share) | ONNX int8 static GMAC/s (share) |")
-    out.append("|---:|---:|---:|---:|---:|---:|")
+    int8_names = ("onnx_int8_dynamic", "onnx_int8_static", "onnx_int8_mixed")
+    out.append("| threads | float GEMM GMAC/s | int8 GEMM GMAC/s | ONNX float GMAC/s (share) | "
+               + " | ".join(f"{CONFIGS[n][0]} GMAC/s (share)" for n in int8_names) + " |")
+    out.append("|---:|---:|---:|---:|" + "---:|" * len(int8_names))
     total_macs = encoder_macs + ctc_macs
     for threads in args.threads:
         float_peak, int8_peak = gemm[threads]
         cells = []
-        for name, peak in (("onnx_float", float_peak), ("onnx_int8_dynamic", int8_peak),
-                           ("onnx_int8_static", int8_peak)):
+        for name, peak in (("onnx_float", float_peak), *((n, int8_peak) for n in int8_names)):
             rate = total_macs / results[name, threads]["seconds"] / 1e9
             cells.append(f"{rate:.1f} ({100 * rate / peak:.0f}%)")
         out.append(f"| {threads} | {float_peak:.1f} | {int8_peak:.1f} | " + " | ".join(cells) + " |")
 
     out.append("")
-    out.append("| threads | int8 dyn vs float ONNX | int8 static vs float ONNX | int8 dyn vs "
-               "eager | int8 static vs eager | float ONNX vs eager | runtime/sherpa float "
-               "| runtime/sherpa int8 |")
-    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    ratio_names = {
+        "dynamic vs float ONNX": ("onnx_float", "onnx_int8_dynamic"),
+        "static vs float ONNX": ("onnx_float", "onnx_int8_static"),
+        "mixed vs float ONNX": ("onnx_float", "onnx_int8_mixed"),
+        "dynamic vs eager": ("torch", "onnx_int8_dynamic"),
+        "static vs eager": ("torch", "onnx_int8_static"),
+        "mixed vs eager": ("torch", "onnx_int8_mixed"),
+        "float ONNX vs eager": ("torch", "onnx_float"),
+        "runtime/sherpa float": ("runtime_float", "sherpa_float"),
+        "runtime/sherpa int8": ("runtime_int8", "sherpa_int8"),
+    }
+    out.append("| threads | " + " | ".join(ratio_names) + " |")
+    out.append("|---:|" + "---:|" * len(ratio_names))
     ratios = {}
     for threads in args.threads:
         s = {name: results[name, threads]["seconds"] for name in CONFIGS}
-        ratios[threads] = {
-            "dyn_vs_float": s["onnx_float"] / s["onnx_int8_dynamic"],
-            "static_vs_float": s["onnx_float"] / s["onnx_int8_static"],
-            "dyn_vs_eager": s["torch"] / s["onnx_int8_dynamic"],
-            "static_vs_eager": s["torch"] / s["onnx_int8_static"],
-            "float_vs_eager": s["torch"] / s["onnx_float"],
-            "runtime_float": s["runtime_float"] / s["sherpa_float"],
-            "runtime_int8": s["runtime_int8"] / s["sherpa_int8"],
-        }
+        ratios[threads] = {label: s[a] / s[b] for label, (a, b) in ratio_names.items()}
         out.append(f"| {threads} | " + " | ".join(f"{v:.2f}x" for v in ratios[threads].values()) + " |")
     out.append("")
     out.append("Speed-ups are slower time / faster time; runtime/sherpa is a time ratio (above 1 = "
                "runtime slower).")
 
     r1 = ratios[min(args.threads)]
-    best_int8 = max(r1["dyn_vs_float"], r1["static_vs_float"])
-    best_int8_eager = max(r1["dyn_vs_eager"], r1["static_vs_eager"])
+    best_int8 = max(r1[f"{n} vs float ONNX"] for n in ("dynamic", "static", "mixed"))
+    best_int8_eager = max(r1[f"{n} vs eager"] for n in ("dynamic", "static", "mixed"))
     targets = [
         ("best int8 >= 2x faster than float ONNX, 1 thread", best_int8 >= 2.0, f"{best_int8:.2f}x"),
         ("best int8 >= 3x faster than eager PyTorch, 1 thread", best_int8_eager >= 3.0,
          f"{best_int8_eager:.2f}x"),
         ("runtime within 1.1x of sherpa-onnx (float and int8, all threads)",
-         all(r["runtime_float"] <= 1.1 and r["runtime_int8"] <= 1.1 for r in ratios.values()),
-         ", ".join(f"{r['runtime_float']:.2f}/{r['runtime_int8']:.2f}" for r in ratios.values())),
+         all(r["runtime/sherpa float"] <= 1.1 and r["runtime/sherpa int8"] <= 1.1
+             for r in ratios.values()),
+         ", ".join(f"{r['runtime/sherpa float']:.2f}/{r['runtime/sherpa int8']:.2f}"
+                   for r in ratios.values())),
     ]
     out.append("")
     out.append("| target | measured | met |")
@@ -457,7 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     missed = not all(met for _, met, _ in targets)
     if args.profile == "always" or (args.profile == "auto" and missed):
         feed = {"x": feats[None], "x_lens": np.array([feats.shape[0]], dtype=np.int64)}
-        for file_name in ("model.onnx", "model.int8.onnx", "model.static.int8.onnx"):
+        for file_name in ("model.onnx", "model.dynamic.int8.onnx", "model.static.int8.onnx",
+                          "model.int8.onnx"):
             rows = profile_ops(work_dir / file_name, feed, min(args.threads), args.repeats, 8)
             out.append("")
             out.append(f"Profile of {file_name}, {min(args.threads)} thread, ms per call by op type:")

@@ -111,6 +111,25 @@ def ctc_prefix_beam_search(
     return [(prefix, _log_add(*scores)) for prefix, scores in beam.items()]
 
 
+def rescoring_inputs(
+    hyps: list[tuple[int, ...]], sos_eos_id: int = SOS_EOS_ID
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decoder inputs and targets for M hypotheses of up to L - 1 tokens.
+
+    Returns:
+        hyps_in (M, L): sos + hyp, padded with eos; hyps_in_lens (M,): len(hyp) + 1;
+        targets (M, L): hyp + eos, padded with eos.
+    """
+    max_len = max(len(hyp) for hyp in hyps) + 1
+    hyps_in = np.full((len(hyps), max_len), sos_eos_id, dtype=np.int64)
+    targets = np.full((len(hyps), max_len), sos_eos_id, dtype=np.int64)
+    for m, hyp in enumerate(hyps):
+        hyps_in[m, 1 : len(hyp) + 1] = hyp
+        targets[m, : len(hyp)] = hyp
+    hyps_in_lens = np.array([len(hyp) + 1 for hyp in hyps], dtype=np.int64)
+    return hyps_in, hyps_in_lens, targets
+
+
 def attention_rescoring(
     nbest: NBest, decoder: DecoderFn, ctc_weight: float = 0.5, sos_eos_id: int = SOS_EOS_ID
 ) -> tuple[int, ...]:
@@ -134,13 +153,8 @@ def attention_rescoring(
 
     hyps = [hyp for hyp, _ in nbest]
     num_hyps = len(hyps)
-    max_len = max(len(hyp) for hyp in hyps) + 1
-    hyps_in = np.full((num_hyps, max_len), sos_eos_id, dtype=np.int64)
-    targets = np.full((num_hyps, max_len), sos_eos_id, dtype=np.int64)
-    for m, hyp in enumerate(hyps):
-        hyps_in[m, 1 : len(hyp) + 1] = hyp
-        targets[m, : len(hyp)] = hyp
-    hyps_in_lens = np.array([len(hyp) + 1 for hyp in hyps], dtype=np.int64)
+    hyps_in, hyps_in_lens, targets = rescoring_inputs(hyps, sos_eos_id)
+    max_len = hyps_in.shape[1]
 
     log_probs = decoder(hyps_in, hyps_in_lens)
     if log_probs.shape[:2] != (num_hyps, max_len):

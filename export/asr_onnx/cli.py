@@ -2,7 +2,7 @@
 
 Usage:
     python -m asr_onnx.cli --model exp/mini/avg_best5.pt --tokenizer data/lang_char/tokenizer.model \
-        --out-dir exp/mini/onnx [--quantize dynamic|static|none] [--calibration-cuts F]
+        --out-dir exp/mini/onnx [--quantize dynamic|static|mixed|none] [--calibration-cuts F]
 """
 
 from __future__ import annotations
@@ -24,11 +24,18 @@ from asr_onnx.exporter import (
     export_ctc_model,
     export_decoder,
 )
-from asr_onnx.quantize import FbankCalibrationReader, quantize_dynamic_int8, quantize_static_qdq
+from asr_onnx.quantize import (
+    DecoderCalibrationReader,
+    FbankCalibrationReader,
+    quantize_dynamic_int8,
+    quantize_mixed_int8,
+    quantize_static_qdq,
+)
 
 logger = logging.getLogger(__name__)
 
-QUANTIZE_MODES = ("none", "dynamic", "static")
+QUANTIZE_MODES = ("none", "dynamic", "static", "mixed")
+CALIBRATED_MODES = ("static", "mixed")
 
 
 @dataclass
@@ -36,9 +43,11 @@ class ExportOptions:
     """Options of `export_onnx`.
 
     Attributes:
-        quantize: "none", "dynamic" (int8 MatMul weights) or "static" (QDQ, calibrated).
-        calibration_cuts: lhotse manifest for static calibration.
-        num_calibration_cuts: utterances used for static calibration.
+        quantize: "none"; "dynamic" (int8 MatMul weights); "static" (QDQ MatMuls and
+            convolutions of both graphs, calibrated); "mixed" (calibrated QDQ convolutions,
+            dynamic MatMuls; the decoder, which has no convolution, is dynamic).
+        calibration_cuts: lhotse manifest for calibration ("static" and "mixed").
+        num_calibration_cuts: utterances used for calibration.
         per_channel: per-channel weight scales in the int8 models.
         opset: ONNX opset, at least 18.
         overwrite: replace existing output files.
@@ -97,10 +106,10 @@ def export_onnx(
         raise ValueError(
             f"Invalid quantize mode {options.quantize!r}: expected one of {QUANTIZE_MODES}"
         )
-    if options.quantize == "static" and options.calibration_cuts is None:
+    if options.quantize in CALIBRATED_MODES and options.calibration_cuts is None:
         raise ValueError(
-            "Missing calibration cuts: static quantization needs a lhotse cuts manifest "
-            "(--calibration-cuts)"
+            f"Missing calibration cuts: --quantize {options.quantize} needs a lhotse cuts "
+            "manifest of training audio (--calibration-cuts)"
         )
 
     paths = output_paths(out_dir, options.quantize)
@@ -129,17 +138,29 @@ def export_onnx(
     logger.info("Parity with PyTorch: model.onnx %.2e, decoder.onnx %.2e (tolerance %.1e)",
                 ctc_diff, decoder_diff, options.parity.tolerance)
 
-    if options.quantize == "dynamic":
-        quantize_dynamic_int8(paths["model"], paths["model_int8"], options.per_channel)
-    elif options.quantize == "static":
-        reader = FbankCalibrationReader(options.calibration_cuts, options.num_calibration_cuts)
-        quantize_static_qdq(paths["model"], paths["model_int8"], reader, options.per_channel)
     if options.quantize != "none":
-        # NOTE: the decoder is quantized dynamically in both modes; static calibration would
-        # need decoder inputs (encoder output and hypotheses) that the fbank reader lacks.
-        quantize_dynamic_int8(paths["decoder"], paths["decoder_int8"], options.per_channel)
-
+        quantize_graphs(paths, options)
     return paths
+
+
+def quantize_graphs(paths: dict[str, Path], options: ExportOptions) -> None:
+    """Write model.int8.onnx and decoder.int8.onnx with the recipe `options.quantize`."""
+    per_channel = options.per_channel
+    if options.quantize == "dynamic":
+        quantize_dynamic_int8(paths["model"], paths["model_int8"], per_channel)
+        quantize_dynamic_int8(paths["decoder"], paths["decoder_int8"], per_channel)
+        return
+
+    reader = FbankCalibrationReader(options.calibration_cuts, options.num_calibration_cuts)
+    if options.quantize == "mixed":
+        quantize_mixed_int8(paths["model"], paths["model_int8"], reader, per_channel)
+        quantize_dynamic_int8(paths["decoder"], paths["decoder_int8"], per_channel)
+        return
+
+    quantize_static_qdq(paths["model"], paths["model_int8"], reader, per_channel)
+    decoder_reader = DecoderCalibrationReader(paths["model"], reader)
+    quantize_static_qdq(paths["decoder"], paths["decoder_int8"], decoder_reader, per_channel,
+                        op_types=("MatMul",))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,11 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokenizer", type=Path, required=True, help="tokenizer.model")
     parser.add_argument("--out-dir", type=Path, required=True, help="output folder")
     parser.add_argument("--quantize", choices=QUANTIZE_MODES, default="dynamic",
-                        help="int8 quantization of model.onnx and decoder.onnx (default dynamic)")
+                        help="int8 quantization of model.onnx and decoder.onnx: dynamic (default, no "
+                        "calibration), static (QDQ) or mixed (QDQ convolutions, dynamic "
+                        "MatMuls; fastest); static and mixed need --calibration-cuts")
     parser.add_argument("--calibration-cuts", type=Path, default=None,
-                        help="lhotse cuts manifest for --quantize static")
+                        help="lhotse cuts manifest of training audio for --quantize static or mixed")
     parser.add_argument("--num-calibration-cuts", type=int, default=100,
-                        help="utterances used for static calibration (default 100)")
+                        help="utterances used for calibration (default 100)")
     parser.add_argument("--per-channel", action="store_true",
                         help="per-channel int8 weight scales")
     parser.add_argument("--opset", type=int, default=MIN_OPSET,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,6 +198,24 @@ def fold_weight_transposes(proto: onnx.ModelProto) -> int:
     return len(renamed)
 
 
+class _quiet_exporter(warnings.catch_warnings):
+    """Silence what torch's exporter says on every export that a user cannot act on: the
+    absence of torchvision, a deprecation inside torch's pytree, and dynamic axes merged
+    because the batch of `x` and `x_lens` is the same dimension."""
+
+    def __enter__(self) -> None:
+        super().__enter__()
+        warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=r"# The axis name", category=UserWarning)
+        self._registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+        self._level = self._registration.level
+        self._registration.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc_info) -> None:
+        self._registration.setLevel(self._level)
+        super().__exit__(*exc_info)
+
+
 def _export(
     module: nn.Module,
     example: tuple[torch.Tensor, ...],
@@ -214,7 +233,7 @@ def _export(
         )
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
+    with torch.no_grad(), _quiet_exporter():
         program = torch.onnx.export(
             module.eval(),
             example,

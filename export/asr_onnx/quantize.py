@@ -1,13 +1,24 @@
-"""Int8 quantization of the exported models: dynamic MatMul weights or static QDQ calibrated on fbank.
+"""Int8 quantization of the exported models: dynamic, static QDQ, or mixed.
 
-Only MatMuls with a constant weight (and, for static QDQ, the subsampling convolutions) are
-quantized. Attention score products and LayerNorm stay in float32. The custom metadata of the
-float model is copied into the quantized one, so sherpa-onnx reads the same keys.
+Three recipes:
+  * dynamic: MatMul weights in int8, activations quantized at run time; no calibration data,
+    but the subsampling convolutions stay in float32;
+  * static: QDQ int8 weights and activations for MatMuls and convolutions, calibrated on
+    training audio;
+  * mixed: static QDQ for the subsampling convolutions only, dynamic for the MatMuls. The
+    convolutions get int8 kernels without Q/DQ pairs around every MatMul.
+
+Only MatMuls with a constant weight and convolutions are quantized. Attention score products
+and LayerNorm stay in float32. The custom metadata of the float model is copied into the
+quantized one, so sherpa-onnx reads the same keys.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +36,34 @@ from tqdm import tqdm
 
 from asr.constants import SAMPLE_RATE
 from asr.features.fbank import compute_fbank
+from asr_edge.search import ctc_prefix_beam_search, rescoring_inputs
 from asr_onnx.exporter import read_metadata, set_metadata
 
 logger = logging.getLogger(__name__)
 
 # Conv2d subsampling by 4 needs 7 frames for one output frame.
 MIN_FRAMES = 7
+
+
+class _QuantizerAdviceFilter(logging.Filter):
+    """Drop the ONNX Runtime quantizer's generic advice, which it logs on the root logger at
+    WARNING for every model: shape-inference pre-processing and a reminder about QAT models."""
+
+    ADVICE = ("Please consider", "Please check if the model is already quantized")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.ADVICE)
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    advice_filter = _QuantizerAdviceFilter()
+    root = logging.getLogger()
+    root.addFilter(advice_filter)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice_filter)
 
 
 def copy_metadata(src: Path, dst: Path) -> None:
@@ -46,16 +79,21 @@ def quantize_dynamic_int8(src: Path, dst: Path, per_channel: bool = False) -> No
         dst: output path, e.g. model.int8.onnx.
         per_channel: one scale per output channel of each weight instead of one per tensor.
     """
-    quantize_dynamic(
-        model_input=str(src),
-        model_output=str(dst),
-        op_types_to_quantize=["MatMul"],
-        per_channel=per_channel,
-        weight_type=QuantType.QInt8,
-        extra_options={"MatMulConstBOnly": True},
-    )
+    _quantize_dynamic(src, dst, per_channel)
     copy_metadata(src, dst)
     logger.info("Wrote %s (dynamic int8, per_channel=%s)", dst, per_channel)
+
+
+def _quantize_dynamic(src: Path, dst: Path, per_channel: bool) -> None:
+    with _quiet_quantizer():
+        quantize_dynamic(
+            model_input=str(src),
+            model_output=str(dst),
+            op_types_to_quantize=["MatMul"],
+            per_channel=per_channel,
+            weight_type=QuantType.QInt8,
+            extra_options={"MatMulConstBOnly": True},
+        )
 
 
 class FbankCalibrationReader(CalibrationDataReader):
@@ -123,30 +161,114 @@ class FbankCalibrationReader(CalibrationDataReader):
         self._iterator = iter(self._items)
 
 
+class DecoderCalibrationReader(CalibrationDataReader):
+    """Feed decoder.onnx what attention rescoring gives it: encoder output and CTC n-best.
+
+    For each utterance of `fbank_reader`, model.onnx gives the encoder output and the CTC
+    log-probs, and CTC prefix beam search gives the `beam_size` hypotheses that the decoder
+    rescores in one batch.
+
+    Args:
+        model_path: float32 model.onnx with ``encoder_out`` and ``encoder_out_lens`` outputs.
+        fbank_reader: the utterances, e.g. a `FbankCalibrationReader`.
+        beam_size: hypotheses per utterance.
+    """
+
+    def __init__(
+        self, model_path: Path, fbank_reader: CalibrationDataReader, beam_size: int = 10
+    ) -> None:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+        outputs = ["log_probs", "log_probs_len", "encoder_out", "encoder_out_lens"]
+
+        self._items: list[dict[str, np.ndarray]] = []
+        fbank_reader.rewind()
+        while (feed := fbank_reader.get_next()) is not None:
+            log_probs, log_probs_len, encoder_out, encoder_out_lens = session.run(outputs, feed)
+            nbest = ctc_prefix_beam_search(log_probs[0, : int(log_probs_len[0])], beam_size)
+            if not nbest:
+                continue
+
+            hyps_in, hyps_in_lens, _ = rescoring_inputs([hyp for hyp, _ in nbest])
+            num_hyps = hyps_in.shape[0]
+            self._items.append({
+                "encoder_out": np.repeat(encoder_out, num_hyps, axis=0),
+                "encoder_out_lens": np.repeat(encoder_out_lens, num_hyps, axis=0),
+                "hyps_in": hyps_in,
+                "hyps_in_lens": hyps_in_lens,
+            })
+
+        if not self._items:
+            raise ValueError(f"{model_path} gave no CTC hypothesis for any calibration utterance")
+        self._iterator = iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        """Next decoder feed, or None when all utterances have been read."""
+        return next(self._iterator, None)
+
+    def rewind(self) -> None:
+        """Start again from the first utterance."""
+        self._iterator = iter(self._items)
+
+
 def quantize_static_qdq(
-    src: Path, dst: Path, reader: CalibrationDataReader, per_channel: bool = False
+    src: Path,
+    dst: Path,
+    reader: CalibrationDataReader,
+    per_channel: bool = False,
+    op_types: tuple[str, ...] = ("MatMul", "Conv"),
 ) -> None:
     """Write `dst`: `src` with QDQ int8 weights and activations calibrated on `reader` (MinMax).
 
     Args:
-        src: float32 model.onnx.
+        src: float32 ONNX model.
         dst: output path, e.g. model.int8.onnx.
         reader: feeds of the model's inputs, such as `FbankCalibrationReader`.
         per_channel: one weight scale per output channel instead of one per tensor.
+        op_types: operator types to quantize.
     """
-    quantize_static(
-        model_input=str(src),
-        model_output=str(dst),
-        calibration_data_reader=reader,
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["MatMul", "Conv"],
-        per_channel=per_channel,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
-        calibration_providers=["CPUExecutionProvider"],
-        extra_options={"MatMulConstBOnly": True},
-    )
+    _quantize_static(src, dst, reader, per_channel, op_types)
     copy_metadata(src, dst)
     logger.info("Wrote %s (static QDQ int8, per_channel=%s)", dst, per_channel)
 
+
+def _quantize_static(
+    src: Path, dst: Path, reader: CalibrationDataReader, per_channel: bool,
+    op_types: tuple[str, ...],
+) -> None:
+    reader.rewind()
+    with _quiet_quantizer():
+        quantize_static(
+            model_input=str(src),
+            model_output=str(dst),
+            calibration_data_reader=reader,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(op_types),
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            calibration_providers=["CPUExecutionProvider"],
+            extra_options={"MatMulConstBOnly": True},
+        )
+
+
+def quantize_mixed_int8(
+    src: Path, dst: Path, reader: CalibrationDataReader, per_channel: bool = False
+) -> None:
+    """Write `dst`: static QDQ convolutions calibrated on `reader`, then dynamic int8 MatMuls.
+
+    On the paper-size model this is the fastest recipe: the subsampling convolutions run as
+    int8 kernels, and the MatMuls avoid the Q/DQ pairs that a fully static graph puts around
+    each of them.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        conv_only = Path(tmp) / "conv_qdq.onnx"
+        _quantize_static(src, conv_only, reader, per_channel, op_types=("Conv",))
+        _quantize_dynamic(conv_only, dst, per_channel)
+    copy_metadata(src, dst)
+    logger.info("Wrote %s (mixed int8: static convolutions, dynamic MatMuls)", dst)

@@ -49,6 +49,7 @@ decode_modes="ctc_greedy_search ctc_prefix_beam_search attention attention_resco
 beam_size=10
 ctc_weight=0.5
 decode_set=test
+quantize=mixed                   # int8 recipe of stage 7: mixed, static, dynamic (see asr_onnx.cli)
 python=${PYTHON:-python}
 
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -174,7 +175,8 @@ if [ $stage -le 7 ] && [ $stop_stage -ge 7 ]; then
   else
     log "Stage 7: export $avg_model to $onnx_dir and quantize to int8"
     $python -m asr_onnx.cli --model "$avg_model" --tokenizer "$lang/tokenizer.model" \
-      --out-dir "$onnx_dir" --quantize dynamic --overwrite
+      --out-dir "$onnx_dir" --quantize "$quantize" --overwrite \
+      --calibration-cuts "$manifests/cuts_train.jsonl.gz" --num-calibration-cuts 100
     touch "$onnx_dir/.done"
   fi
 fi
