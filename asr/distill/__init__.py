@@ -1,0 +1,1 @@
+"""Distillation of HuBERT-style teachers into compact students: masking, losses, data, training."""
