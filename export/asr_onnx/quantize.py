@@ -220,7 +220,7 @@ def quantize_static_qdq(
     dst: Path,
     reader: CalibrationDataReader,
     per_channel: bool = False,
-    op_types: tuple[str, ...] = ("MatMul", "Conv"),
+    op_types: tuple[str, ...] = ("MatMul", "Conv", "Relu"),
 ) -> None:
     """Write `dst`: `src` with QDQ int8 weights and activations calibrated on `reader` (MinMax).
 
@@ -268,7 +268,9 @@ def quantize_mixed_int8(
     """
     with tempfile.TemporaryDirectory() as tmp:
         conv_only = Path(tmp) / "conv_qdq.onnx"
-        _quantize_static(src, conv_only, reader, per_channel, op_types=("Conv",))
+        # With Relu listed, the quantizer drops each Relu after a convolution into the
+        # convolution's output range, so no Q/DQ pair is left between the two convolutions.
+        _quantize_static(src, conv_only, reader, per_channel, op_types=("Conv", "Relu"))
         _quantize_dynamic(conv_only, dst, per_channel)
     copy_metadata(src, dst)
     logger.info("Wrote %s (mixed int8: static convolutions, dynamic MatMuls)", dst)
