@@ -50,7 +50,8 @@ class DistillOptions:
         eps: AdamW epsilon.
         weight_decay: AdamW decoupled weight decay, not applied to biases, norms and the mask
             embedding (tensors with fewer than 2 dimensions).
-        total_steps: optimizer steps of the whole run; the learning rate reaches 0 there.
+        total_steps: optimizer steps of the whole run; the learning rate reaches 0 there. None
+            takes the Trainer's estimate (epochs x batches / accumulation).
         val_seed: seed of the validation masks; batch ``i`` always gets the mask of seed
             ``val_seed + i``, so validation losses are comparable across epochs.
     """
@@ -65,7 +66,7 @@ class DistillOptions:
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-6
     weight_decay: float = 1e-6
-    total_steps: int = 200_000
+    total_steps: int | None = 200_000
     val_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -73,7 +74,7 @@ class DistillOptions:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
-        if self.total_steps < 1:
+        if self.total_steps is not None and self.total_steps < 1:
             raise ValueError(f"total_steps must be positive, got {self.total_steps}")
         self.betas = (float(self.betas[0]), float(self.betas[1]))
         if self.weights is not None:
@@ -271,7 +272,7 @@ class DistillTask(L.LightningModule):
             betas=self.options.betas,
             eps=self.options.eps,
         )
-        total = self.options.total_steps
+        total = self.options.total_steps or int(self.trainer.estimated_stepping_batches)
         warmup = max(1, round(self.options.warmup_fraction * total))
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: linear_warmup_decay_factor(step, warmup, total)

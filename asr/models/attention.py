@@ -112,12 +112,15 @@ class MultiHeadAttention(nn.Module):
             attend = mask | ~row_valid
 
         if need_weights:
-            scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.head_dim)
+            # The (B, H, T_q, T_k) tensors dominate this path on a CPU, so the scale goes on q
+            # and the masking works in place: one fewer full-size pass and allocation each.
+            scores = torch.matmul(q * (1.0 / math.sqrt(self.head_dim)), k.transpose(-2, -1))
             if attend is not None:
-                scores = scores.masked_fill(~attend, float("-inf"))
+                scores.masked_fill_(~attend, float("-inf"))
             probs = torch.softmax(scores, dim=-1)
             if row_valid is not None:
-                probs = probs * row_valid
+                # Softmax's backward reads its output, so in place only without autograd.
+                probs = probs.mul_(row_valid) if not probs.requires_grad else probs * row_valid
             context = torch.matmul(F.dropout(probs, dropout_p, self.training), v)
         else:
             probs = None
