@@ -33,7 +33,7 @@ students=""                      # student configs (conf/student/); default armh
 trainer=cpu                      # cpu, gpu or ddp (conf/trainer/)
 teacher_epochs=""                # stage 1 pretraining epochs; default 3 (20 without --mini)
 teacher_opts=""                  # extra options of asr.bin.pretrain_teacher for stage 1
-distill_epochs=""                # stage 2 epochs; default 200 (6 with --mini)
+distill_epochs=""                # stage 2 epochs; default 200 (3 with --mini)
 distill_opts=""                  # extra Hydra overrides for stage 2
 exp_dir=""                       # default exp (exp_mini with --mini)
 python=${PYTHON:-python}
@@ -56,9 +56,9 @@ if [ "$mini" = true ]; then
   heldout_sets=test
   [ -z "$students" ] && students="armhubert_mini maskhubert_mini"
   [ -z "$teacher_epochs" ] && teacher_epochs=3
-  [ -z "$distill_epochs" ] && distill_epochs=6
+  [ -z "$distill_epochs" ] && distill_epochs=3
   [ -z "$exp_dir" ] && exp_dir=exp_mini
-  data_opts="distill_data=aishell distill_data.batch_size=8 distill_data.max_seconds=6 distill_data.num_workers=0"
+  data_opts="distill_data=aishell distill_data.batch_size=8 distill_data.max_seconds=4 distill_data.num_workers=0"
 else
   layout=librispeech
   audio_root=$librispeech_dir
