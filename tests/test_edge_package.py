@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,10 +15,15 @@ EXPORT_DIR = Path(__file__).resolve().parents[1] / "export"
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    # setuptools writes build/ and *.egg-info next to pyproject.toml, so build from a copy.
+    source = tmp_path_factory.mktemp("source")
+    shutil.copy(EXPORT_DIR / "pyproject.toml", source)
+    shutil.copytree(EXPORT_DIR / "asr_edge", source / "asr_edge",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     out_dir = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(out_dir), str(EXPORT_DIR)],
+         "-w", str(out_dir), str(source)],
         check=True,
     )
     (path,) = out_dir.glob("reuse_asr_edge-*.whl")

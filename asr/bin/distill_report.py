@@ -90,6 +90,7 @@ def format_report(
 ) -> str:
     """Markdown: a cosine table (rows = teacher layers) and a held-out loss table per epoch."""
     lines = [f"Held-out audio: {num_files} utterances, unmasked input.", ""]
+
     lines.append("Cosine similarity between each student head and its teacher layer:")
     lines.append("")
     by_layer = {
@@ -104,6 +105,7 @@ def format_report(
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     means = [sum(cosines[name]) / len(cosines[name]) for name in names]
     lines.append("| mean | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+
     lines.append("")
     lines.append("Held-out distillation loss after each epoch (fixed validation masks):")
     lines.append("")
@@ -116,6 +118,7 @@ def format_report(
             value = dict(losses[name]).get(epoch)
             cells.append("" if value is None else f"{value:.4f}")
         lines.append(f"| {epoch} | " + " | ".join(cells) + " |")
+
     for name in names:
         curve = losses[name]
         if len(curve) >= 2:

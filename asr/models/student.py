@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from asr.models.attention import MultiHeadAttention
+from asr.models.feed_forward import PositionwiseFeedForward
 from asr.models.mask import lengths_to_mask
 from asr.models.pos_conv import ConvPositionalEmbedding
 from asr.models.student_config import StudentConfig
@@ -52,26 +52,6 @@ class StudentOutput:
     padding_mask: torch.Tensor | None
 
 
-class GeluFeedForward(nn.Module):
-    """Linear(D, F) -> GELU -> dropout -> Linear(F, D), applied to each frame.
-
-    Args:
-        d_model: input and output width D.
-        hidden_dim: hidden width F.
-        dropout: dropout on the hidden activations.
-    """
-
-    def __init__(self, d_model: int, hidden_dim: int, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.w_1 = nn.Linear(d_model, hidden_dim)
-        self.dropout = nn.Dropout(dropout)
-        self.w_2 = nn.Linear(hidden_dim, d_model)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, D) -> (B, T, D)."""
-        return self.w_2(self.dropout(F.gelu(self.w_1(x))))
-
-
 class StudentLayer(nn.Module):
     """Post-LayerNorm Transformer layer: LN(x + Attn(x)), then LN(x + FFN(x)).
 
@@ -105,7 +85,9 @@ class StudentLayer(nn.Module):
             embed_dim, num_heads, attention_dropout, query_key=not reuse
         )
         self.norm1 = nn.LayerNorm(embed_dim)
-        self.feed_forward = GeluFeedForward(embed_dim, ffn_dim, activation_dropout)
+        self.feed_forward = PositionwiseFeedForward(
+            embed_dim, ffn_dim, activation_dropout, activation="gelu"
+        )
         self.norm2 = nn.LayerNorm(embed_dim)
         self.dropout = nn.Dropout(dropout)
 
