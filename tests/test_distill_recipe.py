@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -59,7 +60,8 @@ def test_recipe_student_is_weights_only(recipe) -> None:
 def test_recipe_report_cosines(recipe) -> None:
     exp, _ = recipe
     report = (exp / "distill" / "report.md").read_text()
-    rows = [line for line in report.splitlines() if re.match(r"\| [1-4] \|", line)]
+    cosine_table = report.split("Cosine similarity")[1].split("\n\n")[1]
+    rows = [line for line in cosine_table.splitlines() if re.match(r"\| [1-4] \|", line)]
     assert len(rows) == 4
     values = [float(v) for row in rows for v in row.strip("| ").split(" | ")[1:]]
     assert all(-1.0 <= v <= 1.0 for v in values)
@@ -77,3 +79,48 @@ def test_recipe_rerun_skips(recipe) -> None:
     again = _run(exp.parent)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("skipping") == 1 + 1 + len(STUDENTS)
+
+
+def _global_step(path: Path) -> int:
+    return torch.load(path, map_location="cpu", weights_only=False)["global_step"]
+
+
+def _distill(exp: Path, run_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    download = exp.parent / "download"
+    command = [
+        sys.executable, "-m", "asr.bin.distill", "student=armhubert_mini",
+        f"teacher={exp / 'teacher' / 'teacher.pt'}", "distill_data=aishell",
+        f"distill_data.root={download}", "distill_data.batch_size=4", "distill_data.max_seconds=4",
+        "distill_data.num_workers=0", f"exp_dir={run_dir}", "trainer.max_epochs=1",
+        "+trainer.enable_progress_bar=false", *overrides,
+    ]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO)
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _num_train_files(exp: Path) -> int:
+    return len(list((exp.parent / "download" / "data_aishell" / "wav" / "train").rglob("*.wav")))
+
+
+def test_distill_ddp_two_cpu_processes(recipe) -> None:
+    exp, _ = recipe
+    run_dir = exp / "distill_ddp"
+    done = _distill(exp, run_dir, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                    "trainer.precision=32-true")
+    assert done.returncode == 0, done.stderr[-3000:]
+    # Each rank takes half of the files, in batches of 4: one epoch is that many steps.
+    per_rank = math.ceil(_num_train_files(exp) / 2)
+    assert _global_step(run_dir / "checkpoints" / "last.ckpt") == math.ceil(per_rank / 4)
+
+
+def test_distill_bf16_accumulation(recipe) -> None:
+    exp, _ = recipe
+    run_dir = exp / "distill_bf16"
+    done = _distill(exp, run_dir, "trainer.precision=bf16-mixed",
+                    "trainer.accumulate_grad_batches=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    # One process, batches of 4, two batches per optimizer step.
+    batches = math.ceil(_num_train_files(exp) / 4)
+    assert _global_step(run_dir / "checkpoints" / "last.ckpt") == math.ceil(batches / 2)
+    assert (run_dir / "student.pt").is_file()
