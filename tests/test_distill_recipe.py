@@ -74,6 +74,12 @@ def test_recipe_heldout_loss_falls(recipe) -> None:
         assert f"{name}: held-out loss falls" in report
 
 
+def test_recipe_exports_students(recipe) -> None:
+    exp, _ = recipe
+    for name in STUDENTS:
+        assert (exp / "distill" / name / "student.onnx").stat().st_size > 0
+
+
 def test_recipe_rerun_skips(recipe) -> None:
     exp, _ = recipe
     again = _run(exp.parent)

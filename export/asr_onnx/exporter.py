@@ -198,7 +198,7 @@ def fold_weight_transposes(proto: onnx.ModelProto) -> int:
     return len(renamed)
 
 
-class _quiet_exporter(warnings.catch_warnings):
+class QuietExporter(warnings.catch_warnings):
     """Silence what torch's exporter says on every export that a user cannot act on: the
     absence of torchvision, a deprecation inside torch's pytree, and dynamic axes merged
     because the batch of `x` and `x_lens` is the same dimension."""
@@ -233,7 +233,7 @@ def _export(
         )
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad(), _quiet_exporter():
+    with torch.no_grad(), QuietExporter():
         program = torch.onnx.export(
             module.eval(),
             example,

@@ -16,13 +16,15 @@
 #   2  distill each student in --students (re-running resumes from the newest checkpoint)
 #   3  report per-layer cosine similarity with the teacher on held-out audio and the held-out
 #      distillation loss per epoch
+#   4  export each student to ONNX (every layer's hidden states from 16 kHz waveforms),
+#      checked against PyTorch
 # A finished stage leaves a .done marker and is skipped when the recipe runs again.
 
 set -euo pipefail
 
 # Options (each one can be set on the command line: --name value)
 stage=0
-stop_stage=3
+stop_stage=4
 mini=false                       # true: the embedded synthetic corpus, a mini teacher, mini students
 mini_scale=full                  # full (the demo) or tiny (a few utterances, for tests)
 corpus_dir=download_mini         # where --mini builds and extracts the embedded corpus
@@ -145,6 +147,15 @@ if [ $stage -le 3 ] && [ $stop_stage -ge 3 ]; then
   $python -m asr.bin.distill_report --teacher "$teacher_dir/teacher.pt" "${student_args[@]}" \
     --layout "$layout" --audio-dir "$audio_root" --sets $heldout_sets \
     --output "$exp_dir/distill/report.md"
+fi
+
+if [ $stage -le 4 ] && [ $stop_stage -ge 4 ]; then
+  for student in $students; do
+    run_dir=$exp_dir/distill/$student
+    log "Stage 4: export $run_dir/student.pt to $run_dir/student.onnx"
+    $python -m asr_onnx.student --student "$run_dir/student.pt" --output "$run_dir/student.onnx" \
+      --overwrite
+  done
 fi
 
 log "Done: stages $stage to $stop_stage"
