@@ -20,4 +20,5 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
 clean-demo:
-	rm -rf recipes/aishell1/data_mini recipes/aishell1/download_mini recipes/aishell1/exp/mini_mini
+	rm -rf recipes/aishell1/data_mini recipes/aishell1/download_mini recipes/aishell1/exp/mini_mini \
+		recipes/librispeech/download_mini recipes/librispeech/exp_mini

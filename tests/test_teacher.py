@@ -473,3 +473,19 @@ def test_convert_keeps_existing_output(teacher: HubertTeacher, tmp_path: Path) -
     with pytest.raises(SystemExit):
         convert_teacher.main([str(src), str(tmp_path / "out.pt")])
     assert (tmp_path / "out.pt").read_bytes() == b"keep"
+
+
+def test_load_rejects_non_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "notes.pt"
+    path.write_text("not a checkpoint\n")
+    with pytest.raises(TeacherCheckpointError, match="not a readable PyTorch checkpoint"):
+        load_teacher(path)
+
+
+def test_load_rejects_truncated(teacher: HubertTeacher, tmp_path: Path) -> None:
+    full = tmp_path / "teacher.pt"
+    save_teacher(teacher, full)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    with pytest.raises(TeacherCheckpointError, match="truncated download"):
+        load_teacher(truncated, trust_checkpoint=True)

@@ -34,7 +34,7 @@ from asr.distill.audio_data import (
 from asr.distill.task import DistillTask, save_student
 from asr.models.student import SSLStudent
 from asr.models.student_config import StudentConfig
-from asr.models.teacher_checkpoint import load_teacher
+from asr.models.teacher_checkpoint import TeacherCheckpointError, load_teacher
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +69,7 @@ def distill(cfg: DictConfig) -> Path:
     teacher = load_teacher(Path(cfg.teacher), trust_checkpoint=cfg.trust_teacher)
     student = SSLStudent(StudentConfig.from_dict(OmegaConf.to_container(cfg.student, resolve=True)))
     if cfg.init_from_teacher and resume_from is None:
-        copied = student.init_from_teacher(teacher)
-        logger.info("Initialised %d student tensors from the teacher", len(copied))
+        student.init_from_teacher(teacher)
     logger.info("Student %s: %s parameters; teacher: %d layers of width %d",
                 student.config.name, f"{sum(p.numel() for p in student.parameters()):,}",
                 teacher.num_layers, teacher.embed_dim)
@@ -112,7 +111,7 @@ def distill(cfg: DictConfig) -> Path:
                (("train", datamodule.train_set), ("valid", datamodule.valid_set)) if dataset is not None}
     for name, counts in skipped.items():
         if any(counts.values()):
-            logger.warning("Skipped %s audio files: %s", name, counts)
+            logger.warning("Skipped %s audio files: %s", name, dict(counts))
 
     student_path = exp_dir / "student.pt"
     if trainer.is_global_zero:
@@ -125,7 +124,12 @@ def distill(cfg: DictConfig) -> Path:
 def main(cfg: DictConfig) -> None:
     # The frozen teacher is in eval mode on purpose; Lightning warns about it at every start.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
-    distill(cfg)
+    try:
+        distill(cfg)
+    except (TeacherCheckpointError, FileNotFoundError, FileExistsError) as error:
+        # Bad teacher files and data paths: the message says what to do, and a traceback
+        # through Hydra and Lightning would bury it.
+        raise SystemExit(f"error: {error}") from error
 
 
 if __name__ == "__main__":

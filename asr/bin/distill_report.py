@@ -67,7 +67,7 @@ def head_cosine(
 
 
 def validation_losses(run_dir: Path) -> list[tuple[int, float]]:
-    """(epoch, val/loss) pairs from ``run_dir/csv/metrics.csv``; empty when none were logged."""
+    """(epochs trained, val/loss) pairs from ``run_dir/csv/metrics.csv``; empty when none were logged."""
     path = run_dir / "csv" / "metrics.csv"
     if not path.is_file():
         logger.warning("%s not found; the report has no loss curve for %s", path, run_dir)
@@ -77,7 +77,8 @@ def validation_losses(run_dir: Path) -> list[tuple[int, float]]:
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
             if row.get("val/loss"):
-                losses.append((int(row["epoch"]), float(row["val/loss"])))
+                # Lightning counts epochs from 0; the report counts epochs trained.
+                losses.append((int(row["epoch"]) + 1, float(row["val/loss"])))
     return losses
 
 

@@ -153,13 +153,13 @@ def read_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> Any:
         TeacherCheckpointError: the file needs full unpickling and `trust_checkpoint` is False.
     """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return _torch_load(path, weights_only=True)
     except pickle.UnpicklingError:
         pass
 
     try:
         with torch.serialization.safe_globals(_fairseq_config_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return _torch_load(path, weights_only=True)
     except pickle.UnpicklingError as error:
         rejection = error
 
@@ -175,7 +175,29 @@ def read_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> Any:
         ) from rejection
 
     logger.warning("Unpickling %s fully because trust_checkpoint=True", path)
-    return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_placeholder_pickle)
+    return _torch_load(path, weights_only=False, pickle_module=_placeholder_pickle)
+
+
+def _torch_load(path: str | Path, **kwargs: Any) -> Any:
+    """`torch.load` onto the CPU. A file that is no checkpoint at all raises
+    TeacherCheckpointError; a checkpoint that the safe loader rejects re-raises its
+    UnpicklingError, so that the caller can try the next loader."""
+    try:
+        return torch.load(path, map_location="cpu", **kwargs)
+    except pickle.UnpicklingError as error:
+        if "Unsupported global" in str(error):
+            raise
+        raise _unreadable(path, error) from error
+    except (RuntimeError, OSError, EOFError, IndexError, KeyError, ValueError) as error:
+        raise _unreadable(path, error) from error
+
+
+def _unreadable(path: str | Path, error: Exception) -> TeacherCheckpointError:
+    return TeacherCheckpointError(
+        f"{path} is not a readable PyTorch checkpoint (torch.load: {type(error).__name__}). Expected "
+        "a teacher.pt written by this toolkit, a fairseq HuBERT .pt or a Hugging Face model folder; "
+        "a truncated download also gives this error, so fetch or copy the file again."
+    )
 
 
 def save_teacher(teacher: HubertTeacher, path: str | Path) -> None:
