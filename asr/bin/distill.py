@@ -127,7 +127,7 @@ def main(cfg: DictConfig) -> None:
     try:
         distill(cfg)
     except (TeacherCheckpointError, FileNotFoundError, FileExistsError) as error:
-        # Bad teacher files and data paths: the message says what to do, and a traceback
+        # Bad teacher files and data paths: the message names the fix, and a traceback
         # through Hydra and Lightning would bury it.
         raise SystemExit(f"error: {error}") from error
 

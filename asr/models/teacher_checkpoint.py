@@ -179,9 +179,9 @@ def read_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> Any:
 
 
 def _torch_load(path: str | Path, **kwargs: Any) -> Any:
-    """`torch.load` onto the CPU. A file that is no checkpoint at all raises
-    TeacherCheckpointError; a checkpoint that the safe loader rejects re-raises its
-    UnpicklingError, so that the caller can try the next loader."""
+    """Run `torch.load` onto the CPU and raise TeacherCheckpointError for a file that is no
+    checkpoint at all. A checkpoint that the safe loader rejects keeps its UnpicklingError,
+    so the caller can try the next loader."""
     try:
         return torch.load(path, map_location="cpu", **kwargs)
     except pickle.UnpicklingError as error:
