@@ -96,7 +96,24 @@ def _quantize_dynamic(src: Path, dst: Path, per_channel: bool) -> None:
         )
 
 
-class FbankCalibrationReader(CalibrationDataReader):
+class _FeedListReader(CalibrationDataReader):
+    """Calibration reader over a list of feeds built once by the subclass in `_items`."""
+
+    _items: list[dict[str, np.ndarray]]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        """Return the next feed, or None when all utterances have been read."""
+        return next(self._iterator, None)
+
+    def rewind(self) -> None:
+        """Start again from the first utterance."""
+        self._iterator = iter(self._items)
+
+
+class FbankCalibrationReader(_FeedListReader):
     """Feed model.onnx inputs computed from the first `num_cuts` cuts of a lhotse manifest.
 
     Each item is one utterance: ``x`` float32 (1, T, 80) fbank without dither, ``x_lens`` int64
@@ -147,21 +164,10 @@ class FbankCalibrationReader(CalibrationDataReader):
         if self.skipped:
             logger.warning("Skipped %d of %d calibration cuts", self.skipped,
                            self.skipped + len(self._items))
-        self._iterator = iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        """Next input feed, or None when all utterances have been read."""
-        return next(self._iterator, None)
-
-    def rewind(self) -> None:
-        """Start again from the first utterance."""
-        self._iterator = iter(self._items)
+        self.rewind()
 
 
-class DecoderCalibrationReader(CalibrationDataReader):
+class DecoderCalibrationReader(_FeedListReader):
     """Feed decoder.onnx what attention rescoring gives it: encoder output and CTC n-best.
 
     For each utterance of `fbank_reader`, model.onnx gives the encoder output and the CTC
@@ -201,18 +207,7 @@ class DecoderCalibrationReader(CalibrationDataReader):
 
         if not self._items:
             raise ValueError(f"{model_path} gave no CTC hypothesis for any calibration utterance")
-        self._iterator = iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        """Next decoder feed, or None when all utterances have been read."""
-        return next(self._iterator, None)
-
-    def rewind(self) -> None:
-        """Start again from the first utterance."""
-        self._iterator = iter(self._items)
+        self.rewind()
 
 
 def quantize_static_qdq(
