@@ -79,8 +79,8 @@ def _millions(count: float) -> str:
 def format_table(rows: Sequence[tuple[str, dict[str, int]]]) -> str:
     """Render (config name, breakdown) rows as a Markdown table.
 
-    The last columns give the paper's count and the relative difference from our total with
-    or without heads, whichever the paper counted.
+    The last columns give the published count (ARMHuBERT and DistilHuBERT papers) and the
+    relative difference from our total with or without heads, whichever that count includes.
     """
     header = [
         "config",

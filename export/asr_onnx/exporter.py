@@ -199,7 +199,7 @@ def fold_weight_transposes(proto: onnx.ModelProto) -> int:
 
 
 class QuietExporter(warnings.catch_warnings):
-    """Silence what torch's exporter says on every export that a user cannot act on: the
+    """Silence the messages torch's exporter prints on every export that a user cannot act on: the
     absence of torchvision, a deprecation inside torch's pytree, and dynamic axes merged
     because the batch of `x` and `x_lens` is the same dimension."""
 

@@ -10,9 +10,9 @@
 #
 # Stages:
 #   0  audio: build and extract the embedded mini corpus, or check the LibriSpeech folder
-#   1  teacher: convert the given checkpoint (fairseq .pt or Hugging Face folder) once, or,
-#      with no --teacher, pretrain a small HuBERT-style teacher on the audio (MFCC k-means
-#      targets, masked prediction: HuBERT's first iteration)
+#   1  teacher: convert the given checkpoint (fairseq .pt or Hugging Face folder) once. With
+#      no --teacher, pretrain a small HuBERT-style teacher on the audio instead: MFCC k-means
+#      targets and masked prediction, HuBERT's first iteration.
 #   2  distill each student in --students (re-running resumes from the newest checkpoint)
 #   3  report per-layer cosine similarity with the teacher on held-out audio and the held-out
 #      distillation loss per epoch
